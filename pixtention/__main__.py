@@ -1,0 +1,5 @@
+import sys
+
+from pixtention.cli import main
+
+sys.exit(main())
