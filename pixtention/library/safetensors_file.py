@@ -1,0 +1,131 @@
+"""Read a safetensors file's header — metadata, tensor names, shapes and dtypes — never its data.
+
+Validation is the ``safetensors`` library's job (offsets, overlaps, dtypes); this module only adds
+what it lacks for a folder of untrusted downloads: a size cap checked *before* anything is
+allocated, the raw header bytes for the fingerprint, pickle files refused without unpickling,
+and one line per failure (``LibraryError(path, reason)``) whatever went wrong underneath.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import struct
+from pathlib import Path
+
+from safetensors import safe_open
+
+from pixtention.library.errors import LibraryError
+from pixtention.library.info import AdapterFile, TensorInfo
+
+HEADER_CAP = 100 * 1000 * 1000  # bytes; the same bound the safetensors library enforces
+PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth")
+PICKLE_REASON = "unsupported format (pickle) — convert it to .safetensors"
+
+_LENGTH = struct.Struct("<Q")
+# Leading bytes of formats people rename to .safetensors: zip (torch.save) and raw pickle.
+_FOREIGN_MAGIC = ((b"PK\x03\x04", "a zip archive (torch.save)"), (b"\x80", "a pickle"))
+_PASSTHROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
+
+
+def fingerprint(size: int, header: bytes) -> str:
+    """``size:digest`` — cheap identity that survives moves and renames (design §3)."""
+    return f"{size}:{hashlib.sha256(header).hexdigest()[:32]}"
+
+
+def is_pickle_path(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in PICKLE_SUFFIXES
+
+
+def _regular_file_stat(path: str) -> os.stat_result:
+    """Stat ``path`` and insist on a regular file (a FIFO or device would block or never end)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        kind = "broken symlink" if os.path.islink(path) else "file not found"
+        raise LibraryError(path, kind) from None
+    except OSError as exc:
+        raise LibraryError(path, f"cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise LibraryError(path, "is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise LibraryError(path, "not a regular file")
+    return info
+
+
+def read_header_bytes(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
+    """The JSON header bytes (without the 8-byte length), checked against the cap and file size."""
+    path = os.fspath(path)
+    info = _regular_file_stat(path)
+    if info.st_size == 0:
+        raise LibraryError(path, "empty file")
+    if info.st_size < _LENGTH.size:
+        raise LibraryError(path, f"truncated: {info.st_size} bytes, too short for a header")
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(_LENGTH.size)
+            (length,) = _LENGTH.unpack(prefix)
+            for magic, what in _FOREIGN_MAGIC:
+                if prefix.startswith(magic) and length > info.st_size:
+                    raise LibraryError(path, f"not a safetensors file (it is {what})")
+            if length > HEADER_CAP:
+                raise LibraryError(
+                    path, f"header of {length} bytes exceeds the {HEADER_CAP // 10**6} MB cap"
+                )
+            if length + _LENGTH.size > info.st_size:
+                raise LibraryError(
+                    path, f"truncated: header claims {length} bytes, file has {info.st_size}"
+                )
+            header = handle.read(length)
+    except OSError as exc:
+        raise LibraryError(path, f"cannot read: {exc.strerror or exc}") from None
+    if len(header) != length:
+        raise LibraryError(path, "truncated while reading the header (file changed?)")
+    if not header.lstrip(b" ").startswith(b"{"):
+        raise LibraryError(path, "not a safetensors file (header is not a JSON object)")
+    return header, info
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _dtype_of(handle, name: str, header: bytes) -> str:
+    """The tensor's dtype string; safetensors < 0.4 slices have no ``get_dtype``."""
+    view = handle.get_slice(name)
+    getter = getattr(view, "get_dtype", None)
+    if getter is not None:
+        return str(getter())
+    return str(json.loads(header)[name]["dtype"])
+
+
+def read_header(path: str | os.PathLike[str]) -> AdapterFile:
+    """Read and validate one safetensors header; raise ``LibraryError`` for anything unusable."""
+    path = os.fspath(path)
+    if is_pickle_path(path):
+        raise LibraryError(path, PICKLE_REASON)
+    header, info = read_header_bytes(path)
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {}
+            for name in handle.keys():
+                shape = tuple(int(n) for n in handle.get_slice(name).get_shape())
+                tensors[name] = TensorInfo(dtype=_dtype_of(handle, name, header), shape=shape)
+    except LibraryError:
+        raise
+    except BaseException as exc:  # safetensors raises its own types and pyo3 panics
+        if isinstance(exc, _PASSTHROUGH):
+            raise
+        raise LibraryError(path, f"corrupt safetensors file: {_first_line(exc)}") from None
+    return AdapterFile(
+        path=path,
+        size=info.st_size,
+        mtime=info.st_mtime,
+        fingerprint=fingerprint(info.st_size, header),
+        metadata={str(k): str(v) for k, v in metadata.items()},
+        tensors=tensors,
+    )
