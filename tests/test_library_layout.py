@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pixtention.library.info import TensorInfo
 from pixtention.library.layout import classify, split_key, suffix_role
@@ -63,6 +65,18 @@ def _lora(stem: str, rank: int, out: int, inp: int, kernel: int | None = None) -
 def test_split_key_separates_stem_and_factor(name, stem, suffix, role):
     assert split_key(name) == (stem, suffix)
     assert suffix_role(suffix) == role
+
+
+def test_split_key_old_diffusers_attention_processors():
+    block = "down_blocks.0.attentions.0.transformer_blocks.0"
+    assert split_key(f"{block}.attn1.processor.to_out_lora.up.weight") == (
+        f"{block}.attn1.to_out.0",
+        "lora.up.weight",
+    )
+    assert split_key(f"unet.{block}.attn2.processor.to_k_lora.down.weight") == (
+        f"unet.{block}.attn2.to_k",
+        "lora.down.weight",
+    )
 
 
 def test_split_key_unknown_name_keeps_whole_name():
@@ -175,3 +189,78 @@ def test_checkpoint_is_unknown():
     layout = classify(tensors)
     assert (layout.kind, layout.rank, layout.unet_modules) == ("unknown", None, ())
     assert len(layout.unrecognised) == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected", "rank"),
+    [
+        ("lora", "lora", 4),
+        ("locon", "locon", 4),
+        ("loha", "loha", 4),
+        ("lokr", "lokr", 4),
+        ("ia3", "ia3", None),
+        ("full", "full", None),
+        ("dora", "dora", 4),
+        ("peft", "peft", 4),
+    ],
+)
+def test_factory_files_of_every_kind(tmp_path, kind, expected, rank):
+    from pixtention.library.safetensors_file import read_header
+    from tests.rig.factory import sd15_text_encoder_targets, write_lora
+
+    path = write_lora(
+        tmp_path / f"{kind}.safetensors",
+        kind=kind,
+        rank=4,
+        text_encoder=sd15_text_encoder_targets(1),
+    )
+    layout = classify(read_header(path).tensors)
+    assert (layout.kind, layout.rank) == (expected, rank)
+    assert layout.unrecognised == ()
+    assert len(layout.text_encoder_modules) == 1
+    assert len(layout.unet_modules) > 30
+
+
+_SUFFIXES = [
+    "lora_down.weight",
+    "lora_up.weight",
+    "alpha",
+    "hada_w1_a",
+    "lokr_w2_b",
+    "diff",
+    "dora_scale",
+]
+_STEM = st.from_regex(r"lora_(unet|te1)_[a-z0-9_]{1,40}", fullmatch=True).filter(
+    lambda s: not s.endswith("_")
+)
+
+
+@given(stem=_STEM, suffix=st.sampled_from(_SUFFIXES))
+def test_split_key_round_trips_kohya_names(stem, suffix):
+    assert split_key(f"{stem}.{suffix}") == (stem, suffix)
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=40),
+        st.lists(st.integers(0, 9), max_size=4).map(lambda s: TensorInfo("F16", tuple(s))),
+        max_size=12,
+    )
+)
+def test_classify_never_raises_and_accounts_for_every_name(tensors):
+    layout = classify(tensors)
+    assert layout.kind in (
+        "lora",
+        "locon",
+        "loha",
+        "lokr",
+        "ia3",
+        "full",
+        "dora",
+        "peft",
+        "mixed",
+        "unknown",
+    )
+    stems = set(layout.unet_modules) | set(layout.text_encoder_modules)
+    for name in tensors:
+        assert name in layout.unrecognised or split_key(name)[0] in stems

@@ -45,6 +45,8 @@ _SUFFIXES_LONGEST_FIRST = sorted(_FIXED_SUFFIXES, key=len, reverse=True)
 # PEFT: ``lora_A.weight`` or with an adapter name, ``lora_A.default.weight``; DoRA magnitude.
 _PEFT_FACTOR = re.compile(r"\.(lora_[AB])(?:\.[^.]+)?\.weight$")
 _PEFT_MAGNITUDE = re.compile(r"\.lora_magnitude_vector(?:\.[^.]+)?(?:\.weight)?$")
+# diffusers ≤ 0.17 attention processors: ``attn1.processor.to_q_lora.down.weight``.
+_ATTN_PROCESSOR = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 
 _TEXT_ENCODER_PREFIXES = ("lora_te_", "lora_te1_", "lora_te2_", "lora_te3_", "lycoris_te_")
 _TEXT_ENCODER_DOTTED = ("text_encoder.", "text_encoder_2.", "text_encoders.", "text_model.")
@@ -64,8 +66,14 @@ def split_key(name: str) -> tuple[str, str]:
     """Split a tensor name into (module stem, factor suffix); suffix "" when none is known.
 
     The suffix is returned as spelled in the file (``lora_A.default.weight`` stays whole);
-    ``suffix_role`` turns it into the format-independent role.
+    ``suffix_role`` turns it into the format-independent role. Old diffusers attention-processor
+    names are the one case where the stem is rewritten: ``attn1.processor.to_out_lora.up.weight``
+    → (``attn1.to_out.0``, ``lora.up.weight``), the module the processor wrapped.
     """
+    processor = _ATTN_PROCESSOR.search(name)
+    if processor:
+        target = "to_out.0" if processor.group(1) == "to_out" else processor.group(1)
+        return f"{name[: processor.start()]}.{target}", f"lora.{processor.group(2)}.weight"
     match = _PEFT_FACTOR.search(name) or _PEFT_MAGNITUDE.search(name)
     if match:
         return name[: match.start()], name[match.start() + 1 :]
