@@ -1,9 +1,261 @@
-"""Commands of this part (filled in by its issue)."""
+"""``show FILE`` and ``doctor FOLDER``: what the library layer makes of files on disk.
+
+``show`` prints one adapter in full; ``doctor`` walks a folder and gives every adapter-like file
+a status (ok, or a problem with its one-line reason). ``doctor`` exits 0 whenever the folder
+could be read, whatever state its files are in; 2 is reserved for usage errors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import stat
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+ADAPTER_SUFFIXES = (".safetensors",)
+HEADER_VALUE_CHARS = 300  # header metadata values longer than this are elided in --json
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _say(text: str, stream=None) -> None:
+    """Print ``text``; file names that are not UTF-8 (surrogate-escaped) show as \\xNN."""
+    safe = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    print(safe, file=stream or sys.stdout)
+
+
+def _say_json(document: dict[str, Any]) -> None:
+    """One JSON document; ASCII-escaped so any file name survives the round trip."""
+    print(json.dumps(document, ensure_ascii=True))
+
+
+def _elide(value: str) -> str:
+    if len(value) <= HEADER_VALUE_CHARS:
+        return value
+    return value[:HEADER_VALUE_CHARS] + f"… <{len(value)} characters>"
+
+
+def info_to_json(info) -> dict[str, Any]:
+    """The JSON document ``show --json`` prints for one ``AdapterInfo``."""
+    layout = info.layout
+    return {
+        "path": info.file.path,
+        "status": "ok",
+        "name": info.metadata.name,
+        "title": info.metadata.title,
+        "file": {
+            "size": info.file.size,
+            "mtime": info.file.mtime,
+            "fingerprint": info.file.fingerprint,
+            "tensors": len(info.file.tensors),
+        },
+        "kind": layout.kind,
+        "rank": layout.rank,
+        "alpha": layout.alpha,
+        "base_model": dataclasses.asdict(info.base_model),
+        "modules": {
+            "count": len(layout.unet_modules) + len(layout.text_encoder_modules),
+            "unet": list(layout.unet_modules),
+            "text_encoder": list(layout.text_encoder_modules),
+            "unrecognised": list(layout.unrecognised),
+        },
+        "metadata": dataclasses.asdict(info.metadata),
+        "header_metadata": {k: _elide(v) for k, v in sorted(info.file.metadata.items())},
+        "hashes": dataclasses.asdict(info.hashes) if info.hashes else None,
+        "warnings": list(info.warnings),
+    }
+
+
+def _base_text(base) -> str:
+    return base.family + (f" ({base.variant})" if base.variant else "")
+
+
+def _show_lines(info) -> list[str]:
+    meta, layout = info.metadata, info.layout
+    alpha = f", alpha {layout.alpha:g}" if layout.alpha is not None else ""
+    rows = [
+        ("file", f"{info.file.path} ({info.file.size} bytes)"),
+        ("fingerprint", info.file.fingerprint),
+        ("kind", f"{layout.kind}, rank {layout.rank}{alpha}"),
+        ("base model", f"{_base_text(info.base_model)} — {info.base_model.evidence}"),
+        (
+            "modules",
+            f"{len(layout.unet_modules)} unet, {len(layout.text_encoder_modules)} text encoder, "
+            f"{len(layout.unrecognised)} unrecognised",
+        ),
+        ("category", meta.category or ""),
+        ("triggers", ", ".join(meta.triggers)),
+        (
+            "weight",
+            f"{meta.preferred_weight:g} ({meta.weight_source})" if meta.preferred_weight else "",
+        ),
+        ("tags", ", ".join(meta.tags[:16]) + (" …" if len(meta.tags) > 16 else "")),
+        ("folders", "/".join(meta.folders)),
+        ("civitai", str(meta.civitai.get("url", ""))),
+        (
+            "previews",
+            ", ".join(meta.previews) + (" (embedded)" if meta.has_embedded_preview else ""),
+        ),
+        ("sources", ", ".join(meta.sources)),
+    ]
+    if info.hashes:
+        hashes = info.hashes
+        rows.append(("sha256", hashes.sha256))
+        rows.append(("short hashes", f"AutoV2 {hashes.autov2}, AutoV3 {hashes.autov3}"))
+    lines = [f"{meta.name}: {meta.title}"]
+    lines += [f"  {label:<12} {value}" for label, value in rows if value]
+    if meta.description:
+        lines.append("  description")
+        lines += [f"    {line}".rstrip() for line in meta.description.splitlines()[:12]]
+    lines += [f"  warning: {_one_line(w)}" for w in info.warnings]
+    return lines
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pixtention.library import LibraryError, read_adapter
+
+    if not os.path.lexists(args.file):
+        _say(f"pixtention show: {args.file}: no such file", sys.stderr)
+        return 2
+    try:
+        info = read_adapter(args.file, with_hashes=not args.no_hashes)
+    except LibraryError as exc:
+        if args.json:
+            _say_json({"path": exc.path, "status": "problem", "reason": exc.reason})
+        else:
+            _say(f"pixtention show: {_one_line(str(exc))}", sys.stderr)
+        return 1
+    if args.json:
+        _say_json(info_to_json(info))
+    else:
+        _say("\n".join(_show_lines(info)))
+    return 0
+
+
+def walk_adapter_files(folder: str) -> Iterator[tuple[str, str | None]]:
+    """(path, None) for every adapter-like file under ``folder`` (following folder symlinks,
+    each real folder once), and (path, reason) for folders that could not be listed."""
+    from pixtention.library.safetensors_file import PICKLE_SUFFIXES
+
+    suffixes = ADAPTER_SUFFIXES + PICKLE_SUFFIXES
+    seen: set[tuple[int, int]] = set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            info = os.stat(current)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            entries = sorted(os.scandir(current), key=lambda entry: entry.name)
+        except OSError as exc:
+            yield current, f"cannot list folder: {exc.strerror or exc}"
+            continue
+        folders = []
+        for entry in entries:
+            try:
+                is_dir = stat.S_ISDIR(os.stat(entry.path).st_mode)
+            except OSError:
+                is_dir = False  # broken or looping symlink: reported below if it looks like a file
+            if is_dir:
+                folders.append(entry.path)
+            elif entry.name.lower().endswith(suffixes):
+                yield entry.path, None
+        pending.extend(reversed(folders))
+
+
+def check_file(path: str, root: str) -> dict[str, Any]:
+    """One doctor row: status ok (with what was read) or problem (with the reason)."""
+    from pixtention.library import LibraryError, read_adapter
+
+    try:
+        info = read_adapter(path, root)
+    except LibraryError as exc:
+        return {"status": "problem", "reason": _one_line(exc.reason)}
+    except Exception as exc:  # a reader bug must not stop the walk; it is shown, not hidden
+        return {"status": "problem", "reason": f"internal error ({type(exc).__name__}: {exc})"}
+    return {
+        "status": "ok",
+        "title": info.metadata.title,
+        "kind": info.layout.kind,
+        "rank": info.layout.rank,
+        "base_model": info.base_model.family,
+        "variant": info.base_model.variant,
+        "fingerprint": info.file.fingerprint,
+        "warnings": [_one_line(w) for w in info.warnings],
+    }
+
+
+def _doctor_line(row: dict[str, Any]) -> str:
+    if row["status"] != "ok":
+        return f"problem  {row['path']}: {row['reason']}"
+    base = row["base_model"] + (f"/{row['variant']}" if row["variant"] else "")
+    warnings = f"  ({len(row['warnings'])} warning(s))" if row["warnings"] else ""
+    return (
+        f"ok       {row['path']}  {row['kind']} r{row['rank']} {base}  {row['title']!r}{warnings}"
+    )
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from pixtention.library.safetensors_file import PICKLE_REASON, is_pickle_path
+
+    folder = os.path.abspath(args.folder)
+    if not os.path.isdir(folder):
+        _say(f"pixtention doctor: {args.folder}: not a folder", sys.stderr)
+        return 2
+    rows: list[dict[str, Any]] = []
+    for path, folder_problem in walk_adapter_files(folder):
+        shown = os.path.relpath(path, folder)
+        if folder_problem is not None:
+            rows.append({"path": shown, "status": "problem", "reason": folder_problem})
+        elif is_pickle_path(path):
+            rows.append({"path": shown, "status": "problem", "reason": PICKLE_REASON})
+        else:
+            rows.append({"path": shown, **check_file(path, folder)})
+    rows.sort(key=lambda row: row["path"])
+    counts = Counter(row["status"] for row in rows)
+    summary = {
+        "files": len(rows),
+        "ok": counts["ok"],
+        "problems": counts["problem"],
+        "pickle": sum(1 for row in rows if row.get("reason") == PICKLE_REASON),
+        "base_models": dict(Counter(r["base_model"] for r in rows if r["status"] == "ok")),
+    }
+    if args.json:
+        _say_json({"folder": folder, "files": rows, "summary": summary})
+        return 0
+    for row in rows:
+        _say(_doctor_line(row))
+    _say(
+        f"{summary['files']} file(s) in {folder}: {summary['ok']} ok, "
+        f"{summary['problems']} problem(s) ({summary['pickle']} pickle)"
+    )
+    return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add this part's subcommands to ``commands``."""
+    """Add ``show`` and ``doctor``."""
+    show = commands.add_parser(
+        "show",
+        help="print what PixTention reads from one adapter file",
+        description="Metadata, base model, kind, rank, modules, hashes and warnings of a file.",
+    )
+    show.add_argument("file")
+    show.add_argument("--json", action="store_true", help="print one JSON document")
+    show.add_argument("--no-hashes", action="store_true", help="skip the full-file hashes")
+    show.set_defaults(func=_show)
+    doctor = commands.add_parser(
+        "doctor",
+        help="check every adapter file in a folder",
+        description="Walk FOLDER (recursively) and give every adapter file's status.",
+    )
+    doctor.add_argument("folder")
+    doctor.add_argument("--json", action="store_true", help="print one JSON document")
+    doctor.set_defaults(func=_doctor)

@@ -8,12 +8,15 @@ and one line per failure (``LibraryError(path, reason)``) whatever went wrong un
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import stat
 import struct
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from safetensors import safe_open
 
@@ -93,13 +96,51 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def _dtype_of(handle, name: str, header: bytes) -> str:
-    """The tensor's dtype string; safetensors < 0.4 slices have no ``get_dtype``."""
-    view = handle.get_slice(name)
-    getter = getattr(view, "get_dtype", None)
-    if getter is not None:
-        return str(getter())
-    return str(json.loads(header)[name]["dtype"])
+def _reason(exc: BaseException) -> str:
+    """A user-facing reason for a safetensors failure; its own message is kept as the detail."""
+    detail = _first_line(exc)
+    if "MetadataIncompleteBuffer" in detail:
+        return f"truncated: tensor data is incomplete (interrupted download?) [{detail}]"
+    return f"corrupt safetensors file: {detail}"
+
+
+@contextlib.contextmanager
+def open_safetensors(path: str, framework: str = "pt") -> Iterator[Any]:
+    """``safe_open`` for any name the OS accepts. safetensors only takes UTF-8 paths, but Linux
+    names may be any bytes (they reach Python surrogate-escaped): those go through the
+    process's descriptor link instead."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        links = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            with safe_open(f"{links}/{descriptor}", framework=framework) as handle:
+                yield handle
+        finally:
+            os.close(descriptor)
+        return
+    with safe_open(path, framework=framework) as handle:
+        yield handle
+
+
+def _tensor_infos(handle, header: bytes) -> dict[str, TensorInfo]:
+    """Every tensor's dtype and shape; safetensors < 0.4 slices have no ``get_dtype``, so the
+    (already validated) header's dtypes stand in for it there."""
+    infos: dict[str, TensorInfo] = {}
+    header_dtypes: dict[str, str] | None = None
+    for name in list(handle.keys()):  # safe_open is not iterable
+        view = handle.get_slice(name)
+        shape = tuple(int(n) for n in view.get_shape())
+        if hasattr(view, "get_dtype"):
+            dtype = str(view.get_dtype())
+        else:
+            if header_dtypes is None:
+                entries = json.loads(header)
+                header_dtypes = {k: v["dtype"] for k, v in entries.items() if k != "__metadata__"}
+            dtype = str(header_dtypes[name])
+        infos[name] = TensorInfo(dtype=dtype, shape=shape)
+    return infos
 
 
 def read_header(path: str | os.PathLike[str]) -> AdapterFile:
@@ -109,18 +150,13 @@ def read_header(path: str | os.PathLike[str]) -> AdapterFile:
         raise LibraryError(path, PICKLE_REASON)
     header, info = read_header_bytes(path)
     try:
-        with safe_open(path, framework="pt") as handle:
+        with open_safetensors(path) as handle:
             metadata = dict(handle.metadata() or {})
-            tensors = {}
-            for name in handle.keys():
-                shape = tuple(int(n) for n in handle.get_slice(name).get_shape())
-                tensors[name] = TensorInfo(dtype=_dtype_of(handle, name, header), shape=shape)
-    except LibraryError:
-        raise
+            tensors = _tensor_infos(handle, header)
     except BaseException as exc:  # safetensors raises its own types and pyo3 panics
         if isinstance(exc, _PASSTHROUGH):
             raise
-        raise LibraryError(path, f"corrupt safetensors file: {_first_line(exc)}") from None
+        raise LibraryError(path, _reason(exc)) from None
     return AdapterFile(
         path=path,
         size=info.st_size,
