@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -314,3 +316,11 @@ def test_refuses_pickle_and_truncated_files(tmp_path):
     truncated.write_bytes(good.read_bytes()[:-100])
     with pytest.raises(LibraryError):
         load_weights(truncated)
+
+
+def test_loads_files_whose_names_are_not_utf8(tmp_path):
+    good = write_lora(tmp_path / "a.safetensors", kind="lora", modules=TARGETS, rank=4, alpha=2)
+    odd = tmp_path / os.fsdecode(b"caf\xe9.safetensors")  # Latin-1 byte, not valid UTF-8
+    os.rename(good, odd)
+    weights = load_weights(odd)
+    assert weights.unet[LINEAR].factors.rank == 4

@@ -13,13 +13,12 @@ import os
 from collections.abc import Callable, Mapping
 
 import torch
-from safetensors import safe_open
 
 from pixtention.library.errors import LibraryError
 from pixtention.library.factors import AdapterWeights, Dense, LowRank, ModuleDelta
 from pixtention.library.info import TensorInfo
 from pixtention.library.layout import classify, group_by_stem, is_text_encoder_stem, stem_kind
-from pixtention.library.safetensors_file import read_header
+from pixtention.library.safetensors_file import open_safetensors, read_header
 
 Tensors = Mapping[str, torch.Tensor]  # role → tensor, for one stem
 
@@ -311,7 +310,7 @@ def load_weights(
     """
     header = read_header(path)  # validates the file and refuses pickles before any tensor read
     try:
-        with safe_open(os.fspath(path), framework="pt", device="cpu") as handle:
+        with open_safetensors(os.fspath(path)) as handle:
             tensors = {name: handle.get_tensor(name) for name in header.tensors}
     except Exception as exc:  # the header was validated; this is I/O or a corrupt data region
         reason = str(exc).strip().splitlines()
