@@ -22,7 +22,7 @@ MODE_LABELS = {
     "both": "Both",
     "suggest": "Suggest only",
 }
-MASK_LAYERS = ("mid", "low", "all")
+MASK_LAYERS = ("mid", "all")
 COMPETITIONS = ("soft", "hard")
 
 
@@ -70,14 +70,16 @@ ARG_SPECS: tuple[ArgSpec, ...] = (
     ArgSpec("enabled", False, "turn PixTention on for this generation"),
     ArgSpec("mode", "auto", "auto | regionalise | both | suggest", choices=MODES),
     ArgSpec("k", 3, "at most this many adapters per image", 0, 16),
-    ArgSpec("clusters", 2, "themes (clusters) to search", 1, 64),
+    ArgSpec("clusters", 8, "themes (clusters) to search", 1, 64),
     ArgSpec("threshold", 0.35, "abstain below this similarity", 0.0, 1.0),
     ArgSpec("per_phrase", 1, "at most this many adapters per phrase", 1, 8),
-    ArgSpec("mask_layers", "mid", "attention layers the masks come from", choices=MASK_LAYERS),
-    ArgSpec("softness", 0.5, "mask temperature (higher = softer edges)", 0.01, 5.0),
-    ArgSpec("competition", "soft", "soft masks or hard argmax", choices=COMPETITIONS),
-    ArgSpec("warmup_steps", 1, "steps before adapters switch on", 0, 50),
-    ArgSpec("freeze_at", 0.5, "fraction of steps after which masks stop changing", 0.0, 1.0),
+    ArgSpec(
+        "mask_layers", "mid", "attention layers the masks come from: mid | all", choices=MASK_LAYERS
+    ),
+    ArgSpec("softness", 0.1, "mask temperature (higher = softer edges)", 0.01, 2.0),
+    ArgSpec("competition", "soft", "soft | hard (argmax) masks", choices=COMPETITIONS),
+    ArgSpec("warmup_steps", 1, "steps before adapters switch on", 1, 50),
+    ArgSpec("freeze_at", 0.4, "fraction of steps after which masks stop changing", 0.05, 1.0),
     ArgSpec("show_masks", False, "add mask overlays to the output gallery"),
     ArgSpec("pins", "", "pinned adapters: name[#hash][:weight][@phrase], comma separated"),
     ArgSpec("exclude", "", "adapter names never to pick, comma separated"),
@@ -94,14 +96,14 @@ class WebuiArgs:
     enabled: bool = False
     mode: str = "auto"
     k: int = 3
-    clusters: int = 2
+    clusters: int = 8
     threshold: float = 0.35
     per_phrase: int = 1
     mask_layers: str = "mid"
-    softness: float = 0.5
+    softness: float = 0.1
     competition: str = "soft"
     warmup_steps: int = 1
-    freeze_at: float = 0.5
+    freeze_at: float = 0.4
     show_masks: bool = False
     pins: tuple[Pin, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -123,22 +125,23 @@ class WebuiArgs:
         return values
 
 
-assert ARG_NAMES == tuple(f.name for f in fields(WebuiArgs)), "ARG_SPECS and WebuiArgs disagree"
+assert tuple(f.name for f in fields(WebuiArgs)) == ARG_NAMES, "ARG_SPECS and WebuiArgs disagree"
 
 
 def parse_args(values: Sequence[Any] | Mapping[str, Any], defaults: WebuiArgs | None = None):
     """Validate script args given positionally (UI/API order) or as one dict of named settings.
 
     Short lists keep the defaults for the rest (as the WebUI's API does); ``None`` means "use the
-    default"; a single dict (alone, or as the first positional value) names settings.
+    default". A dict (alone, or in the first position, where the API puts it and fills the other
+    positions with the UI defaults) names settings and turns PixTention on unless it says
+    ``"enabled": false``.
     """
     base = defaults or WebuiArgs()
     if isinstance(values, Mapping):
-        named = dict(values)
-    elif values and isinstance(values[0], Mapping):
-        if len(values) > 1 and any(v is not None for v in values[1:]):
-            raise ArgsError("PixTention args: give either one dict or a positional list, not both")
-        named = dict(values[0])
+        values = [values]
+    if values and isinstance(values[0], Mapping):
+        base = parse_args([None, *values[1:]], base)
+        named = {"enabled": True, **dict(values[0])}
     else:
         if len(values) > len(ARG_NAMES):
             raise ArgsError(

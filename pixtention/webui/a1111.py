@@ -1,0 +1,229 @@
+"""The hook flow on AUTOMATIC1111 (≥ 1.6; attach point ``process_before_every_sampling`` ≥ 1.10).
+
+- ``process``: parse args, clean up anything a failed job left, guard ``p.sample``;
+- ``before_process_batch`` (raw prompts, tags still in): pick per image, insert trigger words,
+  strip the ``<lora:…>`` tags of picked adapters so the built-in Lora extension leaves them;
+- ``process_batch`` (tags stripped): token positions with the WebUI's own ``tokenize_line``,
+  load and map the adapters; on WebUIs without ``process_before_every_sampling``, attach here;
+- ``process_before_every_sampling``: attach (first pass) or re-attach with frozen masks (hires);
+- ``on_cfg_denoiser``: step number and cond/uncond row bookkeeping;
+- ``postprocess_batch`` / ``postprocess``: keep the masks, detach, show overlays.
+``forge.py`` changes only where the UNet lives, how it is called and how prompts tokenise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pixtention.webui.args import Pin, WebuiArgs
+from pixtention.webui.jobs import InfotextValue, Job, unique_adapters
+
+TokenizeLine = Callable[[str], list[list[int]]]
+
+
+class A1111Flow:
+    name = "a1111"
+
+    def __init__(self, runtime: Any, *, every_sampling_hook: bool = True) -> None:
+        self.runtime = runtime
+        self.every_sampling_hook = every_sampling_hook  # False on A1111 < 1.10
+
+    # -- what differs between WebUIs --------------------------------------------------------
+
+    def unet(self, p: Any) -> Any:
+        return p.sd_model.model.diffusion_model
+
+    def tokenize_line(self, p: Any) -> TokenizeLine:
+        model = p.sd_model
+        embedder = getattr(model, "cond_stage_model", None)
+        if embedder is None or not hasattr(embedder, "tokenize_line"):
+            embedder = model.conditioner.embedders[0]  # SDXL: CLIP-L sees the same tokens
+        return lambda text: [list(chunk.tokens) for chunk in embedder.tokenize_line(text)[0]]
+
+    def install(self, p: Any, job: Job, unet: Any) -> None:
+        """Attach (or re-attach for a second pass) the job's adapters to ``unet``."""
+        from pixtention.integrator.session import attach
+
+        if job.session is None:
+            job.session = attach(unet, job.gated, mask_config(job.args), total_steps=p.steps)
+            job.session.set_row_layout(self.row_layout(job))
+        else:
+            job.session.reattach(unet, freeze=True)
+
+    def row_layout(self, job: Job) -> Callable[[int, Any], Any]:
+        """Rows of one UNet call → images, cond rows captured (from ``on_cfg_denoiser``)."""
+        from pixtention.integrator.config import RowLayout
+
+        def layout(rows: int, context: Any) -> RowLayout:
+            images = job.batch_size
+            n_cond = job.cond_rows or images
+            repeat = max(1, n_cond // images)  # AND sub-prompts: rows grouped per image
+            cond = [(r // repeat, r % repeat == 0) for r in range(n_cond)]
+            uncond = [(r, False) for r in range(images)]
+            if rows == n_cond + images:
+                pairs = cond + uncond
+            elif rows == images and _same(context, job.text_uncond):
+                pairs = uncond
+            elif rows == n_cond:
+                pairs = cond
+            else:  # an unknown split: keep images in order, capture nothing
+                pairs = [(r % images, False) for r in range(rows)]
+            return RowLayout(tuple(i for i, _ in pairs), tuple(c for _, c in pairs))
+
+        return layout
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def process(self, p: Any, args: WebuiArgs) -> Job:
+        job = Job(args=args, flow=self.name)
+        self.runtime.clean_up(self.unet(p))
+        if args.enabled:
+            p.extra_generation_params["PixTention"] = InfotextValue(job)
+        if args.applies_adapters:
+            job.guard_sampling(p)
+        return job
+
+    def before_process_batch(self, p: Any, job: Job, batch_number: int, prompts: list[str]) -> None:
+        job.batch_start = batch_number * p.batch_size
+        job.batch_size = len(prompts)
+        if not job.args.applies_adapters:
+            return
+        from pixtention.selector.triggers import apply_picks
+
+        family = base_family(p.sd_model)
+        for row, prompt in enumerate(prompts):
+            picks = self.pick(prompt, job, family)
+            job.picks[job.batch_start + row] = picks
+            if picks:
+                prompts[row] = apply_picks(prompt, picks, strip_user_tags=True)
+        hr_prompts = getattr(p, "hr_prompts", None)
+        if isinstance(hr_prompts, list) and len(hr_prompts) == len(prompts):
+            hr_prompts[:] = prompts  # the hires pass encodes its own copy of the prompts
+
+    def pick(self, prompt: str, job: Job, family: str | None) -> list[Any]:
+        """The picks for one prompt (the selector resolves pins by hash or name)."""
+        picks = self.runtime.service.suggest(
+            prompt, job.args, base_model=family, mode=job.args.mode
+        )
+        if not picks and self.runtime.service.library() is None:
+            job.note("no index yet: nothing picked")
+        for pin in job.args.pins:
+            if not any(_pin_matches(pick, pin) for pick in picks):
+                job.note(f"pinned adapter {pin.name} is not in the library")
+        return [_apply_pin(pick, job.args.pins, prompt) for pick in picks]
+
+    def process_batch(self, p: Any, job: Job, prompts: list[str]) -> None:
+        job.gated = []
+        if not job.args.applies_adapters:
+            return
+        batch = job.batch_picks()
+        if not any(batch):
+            return
+        from pixtention.integrator.tokens import token_positions
+
+        tokenize = self.tokenize_line(p)
+        unet = self.unet(p)
+        for pick in unique_adapters(batch):
+            positions = tuple(
+                token_positions(tokenize, prompts[row], pick.phrase, extra_words=pick.triggers)
+                if pick.phrase and any(q.fingerprint == pick.fingerprint for q in batch[row])
+                else ()
+                for row in range(len(batch))
+            )
+            if not any(positions):
+                job.note(f"{pick.name}: its phrase is not in the tokenised prompt; skipped")
+                continue
+            mapped = self.runtime.mapped_adapter(pick, unet, job)
+            if mapped is not None:
+                job.gated.append(_gated(pick, mapped, positions))
+        if job.gated and not self.every_sampling_hook:
+            self.install(p, job, unet)
+
+    def before_every_sampling(self, p: Any, job: Job) -> None:
+        if job.gated:
+            self.install(p, job, self.unet(p))
+
+    def on_cfg_denoiser(self, job: Job, params: Any) -> None:
+        if job.session is None:
+            return
+        job.cond_rows = int(_crossattn(params.text_cond).shape[0])
+        job.text_uncond = _crossattn(params.text_uncond)
+        denoiser = getattr(params, "denoiser", None)
+        step = getattr(denoiser, "step", None)
+        if step is not None:
+            job.session.begin_step(int(step), int(params.total_sampling_steps))
+
+    def postprocess_batch(self, p: Any, job: Job) -> None:
+        job.keep_masks()
+        job.detach()
+
+    def postprocess(self, p: Any, job: Job, processed: Any) -> None:
+        job.keep_masks()
+        job.detach()
+        self.runtime.publish_masks(job, processed)
+
+
+def mask_config(args: WebuiArgs) -> Any:
+    from pixtention.integrator.config import MaskConfig
+
+    return MaskConfig(
+        capture=args.mask_layers,
+        mode=args.competition,
+        temperature=args.softness,
+        warmup_steps=args.warmup_steps,
+        freeze_at=args.freeze_at,
+    )
+
+
+def base_family(sd_model: Any) -> str | None:
+    """The loaded model's family as the selector names it (None: do not filter)."""
+    for attribute, family in (
+        ("is_flux", "flux"),
+        ("is_sd3", "sd3"),
+        ("is_sdxl", "sdxl"),
+        ("is_sd2", "sd2"),
+        ("is_sd1", "sd1"),
+    ):
+        if getattr(sd_model, attribute, False) is True:
+            return family
+    return None
+
+
+def _gated(pick: Any, mapped: Any, positions: tuple[tuple[int, ...], ...]) -> Any:
+    from pixtention.integrator.config import GatedAdapter
+
+    return GatedAdapter(pick.name, mapped, weight=float(pick.weight), positions=positions)
+
+
+def _pin_matches(pick: Any, pin: Any) -> bool:
+    if pin.short_hash and pick.short_hash:
+        return pick.short_hash.lower().startswith(pin.short_hash.lower())
+    return pick.name == pin.name
+
+
+def _apply_pin(pick: Any, pins: Sequence[Pin], prompt: str) -> Any:
+    """A pinned pick keeps the weight and phrase it was pinned with (replayed infotexts)."""
+    pin = next((p for p in pins if _pin_matches(pick, p)), None)
+    if pin is None:
+        return pick
+    changes: dict[str, Any] = {}
+    if pin.weight is not None:
+        changes["weight"] = pin.weight
+    if pin.phrase and pin.phrase != pick.phrase:
+        start = prompt.find(pin.phrase)
+        if start >= 0:
+            changes["phrase"] = pin.phrase
+            changes["phrase_span"] = (start, start + len(pin.phrase))
+    return dataclasses.replace(pick, **changes) if changes else pick
+
+
+def _crossattn(cond: Any) -> Any:
+    return cond["crossattn"] if isinstance(cond, dict) else cond
+
+
+def _same(context: Any, uncond: Any) -> bool:
+    if context is None or uncond is None or tuple(context.shape) != tuple(uncond.shape):
+        return False
+    return bool((context == uncond.to(context.device, context.dtype)).all())
