@@ -6,6 +6,8 @@ least useful part, and so that the selector can say *which* field matched a phra
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,6 +53,7 @@ class Document:
     kind: str | None = None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_gibberish_word(word: str) -> bool:
     """True for tokens chosen to be meaningless: ``sks``, ``ohwx``, hashes, ``k4r3n``, ``xzqrt``."""
     w = word.lower().strip()
@@ -66,8 +69,8 @@ def is_gibberish_word(word: str) -> bool:
         return True  # hash-like
     if digits and len(letters) >= 2 and digits * 3 >= len(w) - 1:
         return True  # leetspeak-style ids: k4r3n, 1girl stays (one digit, short)
-    if len(letters) >= 3 and not _VOWELS.intersection(letters):
-        return True
+    if len(letters) >= 4 and not _VOWELS.intersection(letters):
+        return True  # "vhs", "crt" are acronyms people prompt with; "xzqr" is not a word
     run = longest = 0
     for c in w:
         run = run + 1 if c.isalpha() and c not in _VOWELS else 0
@@ -116,13 +119,15 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 
 def _title_from_name(name: str) -> str:
-    return " ".join(re.split(r"[_\-.]+", name)).strip() or name
+    """``pixel_art-style.v2`` → ``pixel art style v2`` (file stems used as titles)."""
+    return " ".join(w for w in re.split(r"[_\-.]+", name) if w) or name
 
 
 def build_document(info: AdapterInfo, captions: Iterable[str] = ()) -> Document:
     """Describe ``info`` (and its preview ``captions``) as a bounded, structured document."""
     meta = info.metadata
-    title = _clip(meta.title or _title_from_name(meta.name), 160)
+    title = meta.title.strip()
+    title = _clip(title if " " in title else _title_from_name(title or meta.name), 160)
     kind = infer_kind(meta.category, meta.tags, title)
     triggers = tuple(_unique(meta.triggers))
     embedded = tuple(_unique(t for t in (embeddable_trigger(x) for x in triggers) if t))
@@ -151,3 +156,8 @@ def build_document(info: AdapterInfo, captions: Iterable[str] = ()) -> Document:
     return Document(
         text=text, fields=fields, triggers=triggers, embedded_triggers=embedded, kind=kind
     )
+
+
+def document_digest(text: str) -> str:
+    """Identifies a document's text: a cached vector is reused only for the same text."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()

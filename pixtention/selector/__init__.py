@@ -1,0 +1,34 @@
+"""Selector: from a prompt to the adapters it needs, each bound to the phrase it serves.
+
+``select(prompt, library)`` returns :class:`Pick` objects; ``apply_picks(prompt, picks)`` writes
+their trigger words next to their phrases; ``parse_prompt`` reads WebUI prompt syntax.
+``select`` is imported eagerly: it shares its name with its module, and a lazy export would be
+shadowed by the submodule once anything imported it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pixtention.selector.select import select as select
+
+_EXPORTS = {
+    "Pick": "pixtention.selector.picks",
+    "Evidence": "pixtention.selector.picks",
+    "apply_picks": "pixtention.selector.triggers",
+    "rewrite_prompt": "pixtention.selector.triggers",
+    "parse_prompt": "pixtention.selector.prompt",
+    "ParsedPrompt": "pixtention.selector.prompt",
+    "Phrase": "pixtention.selector.prompt",
+    "Scoring": "pixtention.selector.retrieval",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pixtention.selector' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted([*_EXPORTS, "select"])

@@ -1,0 +1,279 @@
+"""The SQLite catalog: scan state, parsed adapters, cached captions and vectors, snapshots.
+
+One writer (the indexer, under the store lock) and any number of readers. WAL mode lets readers
+see the last committed state while the writer works; every batch the writer commits is durable,
+so a killed run keeps its completed work. Paths are stored as bytes (``os.fsencode``) so file
+names that are not valid UTF-8 survive the round trip.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pixtention.curator.store import StoreError
+
+SCHEMA_VERSION = 1
+
+# Migration N brings a catalog from schema N-1 to N. Append, never edit, once released.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE files (
+            path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+            sidecars TEXT NOT NULL, fingerprint TEXT, status TEXT NOT NULL, error TEXT)""",
+        """CREATE TABLE adapters (
+            path BLOB PRIMARY KEY, fingerprint TEXT NOT NULL, name TEXT NOT NULL,
+            title TEXT NOT NULL, base_family TEXT NOT NULL, base_variant TEXT,
+            kind TEXT NOT NULL, rank INTEGER, preview BLOB NOT NULL,
+            info TEXT NOT NULL, record TEXT NOT NULL, doc_digest TEXT NOT NULL)""",
+        "CREATE INDEX adapters_document ON adapters (fingerprint, doc_digest)",
+        "CREATE INDEX adapters_name ON adapters (name)",
+        """CREATE TABLE captions (
+            fingerprint TEXT NOT NULL, captioner TEXT NOT NULL, caption TEXT NOT NULL,
+            PRIMARY KEY (fingerprint, captioner))""",
+        """CREATE TABLE embeddings (
+            fingerprint TEXT NOT NULL, embedder TEXT NOT NULL, doc_digest TEXT NOT NULL,
+            vector BLOB NOT NULL, PRIMARY KEY (fingerprint, embedder, doc_digest))""",
+        """CREATE TABLE clusters (
+            id INTEGER PRIMARY KEY, label TEXT NOT NULL, size INTEGER NOT NULL)""",
+        """CREATE TABLE snapshot (
+            row INTEGER PRIMARY KEY, cluster INTEGER NOT NULL, record TEXT NOT NULL)""",
+    ),
+}
+
+
+def encode_path(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+def decode_path(blob: bytes) -> str:
+    return os.fsdecode(blob)
+
+
+def display_text(text: str | None) -> str | None:
+    """Text for a convenience column: surrogate-escaped bytes become U+FFFD (SQLite needs UTF-8).
+
+    Exact values (paths, names) live in the JSON columns, which escape them losslessly.
+    """
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """True when SQLite says the file itself is damaged (not locked, not out of space)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in text or "not a database" in text or "corrupt" in text
+    )
+
+
+def _column(name: str, value: object) -> object:
+    if name == "preview":
+        return encode_path(str(value))
+    return display_text(value) if isinstance(value, str) else value
+
+
+class Catalog:
+    """A connection to one catalog file, created and migrated on open."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        if not create and not path.exists():
+            raise StoreError(f"no catalog at {path}: index a folder first")
+        self.path = path
+        self.conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        has_meta = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        version = int(self.get_meta("schema_version", "0")) if has_meta else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"catalog {self.path} has schema {version}, newer than this PixTention "
+                f"understands ({SCHEMA_VERSION}); update PixTention or use another --store"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                for statement in MIGRATIONS[target]:
+                    self.conn.execute(statement)
+                self.set_meta("schema_version", str(target))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on error): one durable batch."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same committed state."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+
+    def get_meta(self, key: str, default: str = "") -> str:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str | int) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, str(value)),
+        )
+
+    def bump_version(self) -> None:
+        """Mark the catalog as changed since the last published snapshot (inside a batch)."""
+        self.set_meta("catalog_version", int(self.get_meta("catalog_version", "0")) + 1)
+
+    def file_states(self) -> dict[str, tuple[int, int, str]]:
+        """path → (size, mtime_ns, sidecar signature) of every known file: the no-change test."""
+        rows = self.conn.execute("SELECT path, size, mtime_ns, sidecars FROM files")
+        return {decode_path(p): (s, m, c) for p, s, m, c in rows}
+
+    def fingerprints_of(self, paths: Iterable[str]) -> dict[str, str]:
+        out = {}
+        for path in paths:
+            row = self.conn.execute(
+                "SELECT fingerprint FROM files WHERE path=?", (encode_path(path),)
+            ).fetchone()
+            if row and row[0]:
+                out[path] = row[0]
+        return out
+
+    def remove_files(self, paths: Iterable[str]) -> None:
+        blobs = [(encode_path(p),) for p in paths]
+        self.conn.executemany("DELETE FROM files WHERE path=?", blobs)
+        self.conn.executemany("DELETE FROM adapters WHERE path=?", blobs)
+
+    def put_file(
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        sidecars: str,
+        fingerprint: str | None,
+        error: str | None,
+    ) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (encode_path(path), size, mtime_ns, sidecars, fingerprint,
+             "error" if error else "ok", display_text(error)),
+        )  # fmt: skip
+        if error:
+            self.conn.execute("DELETE FROM adapters WHERE path=?", (encode_path(path),))
+
+    def put_adapter(self, path: str, columns: dict[str, object]) -> None:
+        names = ("fingerprint", "name", "title", "base_family", "base_variant", "kind", "rank",
+                 "preview", "info", "record", "doc_digest")  # fmt: skip
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO adapters (path, {', '.join(names)}) "
+            f"VALUES (?{', ?' * len(names)})",
+            (encode_path(path), *(_column(n, columns[n]) for n in names)),
+        )
+
+    def problems(self) -> list[tuple[str, str]]:
+        rows = self.conn.execute("SELECT path, error FROM files WHERE status='error' ORDER BY path")
+        return [(decode_path(p), e or "") for p, e in rows]
+
+    def caption_for(self, fingerprint: str, captioner: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT caption FROM captions WHERE fingerprint=? AND captioner=?",
+            (fingerprint, captioner),
+        ).fetchone()
+        return row[0] if row else None
+
+    def put_caption(self, fingerprint: str, captioner: str, caption: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO captions VALUES (?, ?, ?)", (fingerprint, captioner, caption)
+        )
+
+    def pending_captions(self, captioner: str) -> list[tuple[str, str]]:
+        """(fingerprint, preview path) of adapters with a preview but no caption yet."""
+        rows = self.conn.execute(
+            "SELECT a.fingerprint, MIN(a.preview) FROM adapters a LEFT JOIN captions c "
+            "ON c.fingerprint = a.fingerprint AND c.captioner = ? "
+            "WHERE a.preview != x'' AND c.fingerprint IS NULL GROUP BY a.fingerprint",
+            (captioner,),
+        )
+        return [(fp, decode_path(preview)) for fp, preview in rows]
+
+    def adapters_with(self, fingerprints: Iterable[str]) -> list[tuple[str, str]]:
+        """(path, info JSON) of every adapter file carrying one of ``fingerprints``."""
+        out = []
+        for fp in fingerprints:
+            rows = self.conn.execute("SELECT path, info FROM adapters WHERE fingerprint=?", (fp,))
+            out.extend((decode_path(p), info) for p, info in rows)
+        return out
+
+    def pending_embeddings(self, embedder: str) -> list[tuple[str, str, str]]:
+        """(fingerprint, doc_digest, record JSON) of documents with no vector for ``embedder``."""
+        rows = self.conn.execute(
+            "SELECT a.fingerprint, a.doc_digest, MIN(a.record) FROM adapters a "
+            "LEFT JOIN embeddings e ON e.fingerprint = a.fingerprint AND e.embedder = ? "
+            "AND e.doc_digest = a.doc_digest WHERE e.fingerprint IS NULL "
+            "GROUP BY a.fingerprint, a.doc_digest",
+            (embedder,),
+        )
+        return list(rows)
+
+    def put_embeddings(self, embedder: str, rows: Iterable[tuple[str, str, bytes]]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
+            ((fp, embedder, digest, blob) for fp, digest, blob in rows),
+        )
+
+    def embedded_adapters(self, embedder: str) -> list[tuple[str, bytes]]:
+        """(record JSON, vector blob) of every adapter with a current vector, ordered by path."""
+        rows = self.conn.execute(
+            "SELECT a.record, e.vector FROM adapters a JOIN embeddings e "
+            "ON e.fingerprint = a.fingerprint AND e.embedder = ? AND e.doc_digest = a.doc_digest "
+            "ORDER BY a.path",
+            (embedder,),
+        )
+        return list(rows)
+
+    def count(self, table: str, where: str = "") -> int:
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} {where}").fetchone()[0])
+
+    def drop_orphan_embeddings(self) -> None:
+        """Forget vectors of documents no file has any more (captions are kept: they are dear)."""
+        self.conn.execute(
+            "DELETE FROM embeddings WHERE NOT EXISTS (SELECT 1 FROM adapters a WHERE "
+            "a.fingerprint = embeddings.fingerprint AND a.doc_digest = embeddings.doc_digest)"
+        )
+
+    def write_snapshot(self, rows: Iterable[tuple[int, int, str]], clusters) -> None:
+        """Replace the published rows (row, cluster, record JSON) and the cluster table."""
+        self.conn.execute("DELETE FROM snapshot")
+        self.conn.executemany("INSERT INTO snapshot VALUES (?, ?, ?)", rows)
+        self.conn.execute("DELETE FROM clusters")
+        self.conn.executemany("INSERT INTO clusters VALUES (?, ?, ?)", clusters)
+
+    def read_snapshot(self) -> list[tuple[int, int, str]]:
+        return list(self.conn.execute("SELECT row, cluster, record FROM snapshot ORDER BY row"))
+
+    def read_clusters(self) -> list[tuple[int, str, int]]:
+        return list(self.conn.execute("SELECT id, label, size FROM clusters ORDER BY id"))

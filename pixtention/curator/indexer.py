@@ -1,0 +1,440 @@
+"""``index_folder``: the one way a LoRA folder becomes (or refreshes) a searchable store.
+
+Stages, each committed in batches so a killed run keeps its work: scan (stat only) → read
+headers and sidecars of new or changed files → caption previews → embed documents → publish a
+snapshot (clusters + faiss file + records). Readers keep using the previous snapshot until the
+new one is committed in a single transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pixtention.curator import clusters as clustering
+from pixtention.curator.captioner import Captioner, CaptionerError, make_captioner
+from pixtention.curator.catalog import Catalog, is_corruption
+from pixtention.curator.documents import Document, build_document, document_digest
+from pixtention.curator.embedder import Embedder, make_embedder
+from pixtention.curator.progress import Cancel, Cancelled, ProgressCallback, Reporter
+from pixtention.curator.records import AdapterRecord
+from pixtention.curator.scan import ScannedFile, scan_folder
+from pixtention.curator.serial import info_from_json, info_to_json, record_to_json
+from pixtention.curator.store import (
+    CATALOG_NAME,
+    StoreError,
+    remove_stale_files,
+    resolve_store_dir,
+    set_aside,
+    vectors_name,
+    writer_lock,
+)
+from pixtention.library.errors import LibraryError
+from pixtention.library.info import AdapterInfo
+
+log = logging.getLogger("pixtention.curator")
+if not log.handlers:  # the host (CLI, WebUI) decides where messages go
+    log.addHandler(logging.NullHandler())
+
+READ_BATCH = 256
+EMBED_BATCH = 512
+CAPTION_BATCH = 32
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What a run did; ``problems`` lists every file that could not be indexed, with why."""
+
+    folder: str
+    store: str
+    files: int  # model files found
+    adapters: int  # indexed and searchable after the run
+    new: int
+    changed: int
+    moved: int
+    removed: int
+    unchanged: int
+    problems: tuple[tuple[str, str], ...]
+    captioned: int
+    embedded: int
+    clusters: int
+    published: bool  # a new snapshot was written (False: nothing changed, or cancelled)
+    cancelled: bool
+    seconds: float
+    messages: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["problems"] = [{"path": p, "error": e} for p, e in self.problems]
+        return data
+
+
+def adapter_record(info: AdapterInfo, doc: Document) -> AdapterRecord:
+    """The selector's view of one adapter (id and cluster are set when a snapshot is made)."""
+    meta = info.metadata
+    return AdapterRecord(
+        id=-1,
+        name=meta.name,
+        path=info.file.path,
+        fingerprint=info.file.fingerprint,
+        short_hash=info.hashes.autov2 if info.hashes is not None else None,
+        title=doc.fields.get("title", meta.title),
+        category=doc.kind,
+        base_family=info.base_model.family,
+        base_variant=info.base_model.variant,
+        kind=info.layout.kind,
+        rank=info.layout.rank,
+        triggers=doc.triggers,
+        preferred_weight=meta.preferred_weight,
+        weight_source=meta.weight_source,
+        tags=tuple(meta.tags),
+        document=doc.text,
+        fields=dict(doc.fields),
+    )
+
+
+def _adapter_columns(info: AdapterInfo, caption: str | None) -> dict[str, object]:
+    doc = build_document(info, [caption] if caption else ())
+    record = adapter_record(info, doc)
+    return {
+        "fingerprint": info.file.fingerprint,
+        "name": info.metadata.name,
+        "title": record.title,
+        "base_family": info.base_model.family,
+        "base_variant": info.base_model.variant,
+        "kind": info.layout.kind,
+        "rank": info.layout.rank,
+        "preview": info.metadata.previews[0] if info.metadata.previews else "",
+        "info": info_to_json(info),
+        "record": record_to_json(record),
+        "doc_digest": document_digest(doc.text),
+    }
+
+
+def _stat_key(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+class _Run:
+    """One indexing run under the writer lock."""
+
+    def __init__(
+        self,
+        root: str,
+        store: Path,
+        embedder: Embedder,
+        captioner: Captioner | None,
+        reporter: Reporter,
+        messages: list[str],
+    ) -> None:
+        self.root, self.store = root, store
+        self.embedder, self.captioner = embedder, captioner
+        self.reporter, self.messages = reporter, messages
+        self.counts = dict(new=0, changed=0, moved=0, removed=0, unchanged=0)
+        self.captioned = self.embedded = 0
+        self.cat: Catalog | None = None
+
+    def _say(self, message: str) -> None:
+        log.warning(message)
+        self.messages.append(message)
+
+    def run(self) -> tuple[bool, int, int]:
+        """Bring the catalog up to date; returns (published, n files, n clusters)."""
+        self.cat = cat = Catalog(self.store / CATALOG_NAME)
+        try:
+            self.reporter.stage("scan", 1)
+            scanned = scan_folder(self.root)
+            self.reporter.update(1, 1)
+            to_read, removed = self._diff(scanned)
+            if removed or cat.get_meta("root") != self.root:
+                with cat.transaction():
+                    cat.remove_files(removed)
+                    cat.set_meta("root", self.root)
+                    self._note_changes(len(removed))
+                    cat.bump_version()
+            self._read(to_read, removed)
+            if self.captioner is not None:
+                self._caption()
+            self._embed()
+            published, n_clusters = self._publish()
+            return published, len(scanned), n_clusters
+        finally:
+            cat.close()
+
+    def _diff(self, scanned: list[ScannedFile]) -> tuple[list[ScannedFile], dict[str, str]]:
+        known = self.cat.file_states()
+        to_read = []
+        for f in scanned:
+            state = known.pop(f.path, None)
+            if state == (f.size, f.mtime_ns, f.sidecars):
+                self.counts["unchanged"] += 1
+            else:
+                self.counts["changed" if state else "new"] += 1
+                to_read.append(f)
+        removed = self.cat.fingerprints_of(known)  # what is left was not found on disk
+        removed.update({p: "" for p in known if p not in removed})
+        self.counts["removed"] = len(removed)
+        return to_read, removed
+
+    def _note_changes(self, n: int) -> None:
+        self.cat.set_meta("changes_since_fit", int(self.cat.get_meta("changes_since_fit", "0")) + n)
+
+    def _read(self, files: list[ScannedFile], removed: dict[str, str]) -> None:
+        cat = self.cat
+        gone = {fp for fp in removed.values() if fp}
+        cap_id = self.captioner.id if self.captioner is not None else None
+        self.reporter.stage("read", len(files))
+        for start in range(0, len(files), READ_BATCH):
+            batch = files[start : start + READ_BATCH]
+            with cat.transaction():
+                fresh = 0
+                for f in batch:
+                    fresh += self._read_one(f, gone, cap_id)
+                self._note_changes(fresh)
+                cat.bump_version()
+            self.reporter.update(min(start + READ_BATCH, len(files)), len(files))
+
+    def _read_one(self, f: ScannedFile, gone: set[str], cap_id: str | None) -> int:
+        """Read one new or changed file into the open batch; returns 1 if it is a new adapter."""
+        from pixtention.library import read_adapter
+
+        if f.problem:
+            self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, None, f.problem)
+            return 0
+        try:
+            info = read_adapter(f.path, self.root)
+        except LibraryError as exc:
+            self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, None, exc.reason)
+            return 0
+        except OSError as exc:  # vanished or unreadable between scan and read
+            reason = f"cannot read file: {exc.strerror or exc}"
+            self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, None, reason)
+            return 0
+        fp = info.file.fingerprint
+        caption = self.cat.caption_for(fp, cap_id) if cap_id else None
+        self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, fp, None)
+        self.cat.put_adapter(f.path, _adapter_columns(info, caption))
+        if fp in gone:  # a path that vanished held the same file: counted as moved, not new
+            self.counts["moved"] += 1
+            self.counts["new"] -= 1
+            gone.discard(fp)
+            return 0
+        return 1
+
+    def _caption(self) -> None:
+        cat, captioner = self.cat, self.captioner
+        pending = cat.pending_captions(captioner.id)
+        if not pending:
+            return
+        try:
+            load = getattr(captioner, "load", None)
+            if load is not None:
+                load()
+        except CaptionerError as exc:
+            self._say(f"captions off for this run: {exc}")
+            return
+        self.reporter.stage("caption", len(pending))
+        for start in range(0, len(pending), CAPTION_BATCH):
+            batch = pending[start : start + CAPTION_BATCH]
+            texts = captioner.caption([preview for _, preview in batch])
+            with cat.transaction():
+                for (fp, _), text in zip(batch, texts):
+                    cat.put_caption(fp, captioner.id, text)
+                for path, info_json in cat.adapters_with([fp for fp, _ in batch]):
+                    info = info_from_json(info_json)
+                    caption = cat.caption_for(info.file.fingerprint, captioner.id)
+                    cat.put_adapter(path, _adapter_columns(info, caption))
+                cat.bump_version()
+            self.captioned += sum(1 for t in texts if t)
+            self.reporter.update(min(start + CAPTION_BATCH, len(pending)), len(pending))
+
+    def _embed(self) -> None:
+        cat = self.cat
+        pending = cat.pending_embeddings(self.embedder.id)
+        self.reporter.stage("embed", len(pending))
+        for start in range(0, len(pending), EMBED_BATCH):
+            batch = pending[start : start + EMBED_BATCH]
+            texts = [json.loads(record)["document"] for _, _, record in batch]
+            vectors = np.ascontiguousarray(self.embedder.embed(texts), dtype=np.float32)
+            with cat.transaction():
+                cat.put_embeddings(
+                    self.embedder.id,
+                    ((fp, digest, vec.tobytes()) for (fp, digest, _), vec in zip(batch, vectors)),
+                )
+                cat.bump_version()
+            self.embedded += len(batch)
+            self.reporter.update(min(start + EMBED_BATCH, len(pending)), len(pending))
+
+    def _snapshot_usable(self) -> bool:
+        cat = self.cat
+        if cat.get_meta("snapshot_version") != cat.get_meta("catalog_version", "0"):
+            return False
+        if cat.get_meta("snapshot_embedder") != self.embedder.id:
+            return False
+        name = cat.get_meta("vectors_file")
+        if not name:
+            return True
+        path = self.store / name
+        try:
+            if _stat_key(path) != cat.get_meta("vectors_stat"):  # unchanged files: no re-hash
+                clustering.verify_file(path, cat.get_meta("vectors_digest"))
+        except FileNotFoundError:
+            self._say(f"vector file {name} is missing; rebuilding it")
+            return False
+        except ValueError as exc:
+            self._say(set_aside(path, str(exc)))
+            return False
+        return True
+
+    def _previous_fit(self, n: int, dim: int) -> np.ndarray | None:
+        """Centroids to keep (new vectors join their nearest cluster), or None to re-cluster."""
+        cat = self.cat
+        name = cat.get_meta("vectors_file")
+        if not name or cat.get_meta("fit_embedder") != self.embedder.id:
+            return None
+        n_fit = int(cat.get_meta("n_at_fit", "0"))
+        k_fit = int(cat.get_meta("k_at_fit", "0"))
+        if clustering.needs_refit(n, n_fit, int(cat.get_meta("changes_since_fit", "0")), k_fit):
+            return None
+        try:
+            index = clustering.read_index(
+                self.store / name, int(cat.get_meta("snapshot_rows", "0")), dim
+            )
+        except (ValueError, OSError) as exc:
+            self._say(f"previous vector file {name} is unusable ({exc}); re-clustering")
+            return None
+        return clustering.centroids_of(index)
+
+    def _publish(self) -> tuple[bool, int]:
+        cat = self.cat
+        if self._snapshot_usable():
+            return False, len(cat.read_clusters())
+        rows = cat.embedded_adapters(self.embedder.id)
+        self.reporter.stage("publish", 3)
+        records = [json.loads(r) for r, _ in rows]  # ids and clusters are set by the reader
+        generation = int(cat.get_meta("generation", "0")) + 1
+        if rows:
+            vectors = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32)
+            vectors = vectors.reshape(len(rows), -1)
+            centroids = self._previous_fit(len(rows), vectors.shape[1])
+            refit = centroids is None
+            if refit:
+                centroids = clustering.fit_centroids(vectors, clustering.choose_k(len(rows)))
+            index = clustering.build_index(vectors, centroids)
+            assignment = clustering.assign(index, vectors)
+            self.reporter.update(1, 3)
+            name = vectors_name(generation)
+            digest = clustering.write_index(index, self.store / name)
+        else:
+            refit, centroids, assignment = True, np.zeros((0, 0), "f4"), []
+            name = digest = ""
+        self.reporter.update(2, 3)
+        k = len(centroids)
+        texts = [clustering.cluster_text(r["fields"]) for r in records]
+        labels = clustering.label_clusters(texts, np.asarray(assignment), k)
+        sizes = np.bincount(np.asarray(assignment, dtype=np.int64), minlength=k) if k else []
+        out = [(i, int(c), text) for i, ((text, _), c) in enumerate(zip(rows, assignment))]
+        with cat.transaction():
+            cat.write_snapshot(out, [(c, labels[c], int(sizes[c])) for c in range(k)])
+            cat.drop_orphan_embeddings()
+            for key, value in (
+                ("generation", generation),
+                ("vectors_file", name),
+                ("vectors_digest", digest),
+                ("vectors_stat", _stat_key(self.store / name) if name else ""),
+                ("snapshot_rows", len(records)),
+                ("snapshot_embedder", self.embedder.id),
+                ("snapshot_version", cat.get_meta("catalog_version", "0")),
+                ("dim", centroids.shape[1] if k else 0),
+            ):
+                cat.set_meta(key, value)
+            if refit:
+                cat.set_meta("n_at_fit", len(records))
+                cat.set_meta("k_at_fit", k)
+                cat.set_meta("changes_since_fit", 0)
+                cat.set_meta("fit_embedder", self.embedder.id)
+        remove_stale_files(self.store, keep=name or None)
+        self.reporter.update(3, 3)
+        return True, k
+
+
+def index_folder(
+    folder: str | os.PathLike[str],
+    store_dir: str | os.PathLike[str] | None = None,
+    *,
+    captions: bool = True,
+    embedder: str | Embedder | None = None,
+    captioner: str | Captioner | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: Cancel = None,
+    wait: bool = True,
+    device: str = "cpu",
+) -> IndexReport:
+    """Index ``folder`` into the store (default: :func:`default_store_dir`), or refresh it.
+
+    Unchanged files cost one ``stat``; moved files keep their captions and vectors (keyed by
+    fingerprint); unreadable files are listed in ``IndexReport.problems``. A second indexer on
+    the same store waits (``wait=True``) or raises :class:`StoreBusy`. ``cancel`` (an Event or
+    a callable) stops at the next batch, keeping the work done.
+    """
+    started = time.perf_counter()
+    root = os.path.abspath(os.fspath(folder))
+    store = resolve_store_dir(store_dir)
+    if not os.path.isdir(root):
+        raise StoreError(f"folder {root} does not exist or is not a folder; the index is unchanged")
+    reporter = Reporter(progress, cancel)
+    messages: list[str] = []
+    the_embedder = make_embedder(embedder, device=device)
+    the_captioner = make_captioner(captioner, device=device) if captions else None
+    with writer_lock(store, wait=wait, on_wait=lambda m: reporter.stage("waiting", 0, m)):
+        cancelled = False
+        for attempt in (1, 2):
+            run = _Run(root, store, the_embedder, the_captioner, reporter, messages)
+            try:
+                published, n_files, n_clusters = run.run()
+                break
+            except Cancelled as exc:
+                messages.append(str(exc))
+                cancelled, published, n_files, n_clusters = True, False, 0, 0
+                break
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2 or not is_corruption(exc):
+                    raise
+                run._say(set_aside(store / CATALOG_NAME, str(exc)))
+        summary = _summary(store)
+    return IndexReport(
+        folder=root,
+        store=str(store),
+        files=n_files or summary["files"],
+        adapters=summary["adapters"],
+        problems=summary["problems"],
+        captioned=run.captioned,
+        embedded=run.embedded,
+        clusters=n_clusters,
+        published=published,
+        cancelled=cancelled,
+        seconds=time.perf_counter() - started,
+        messages=tuple(messages),
+        **run.counts,
+    )
+
+
+def _summary(store: Path) -> dict:
+    cat = Catalog(store / CATALOG_NAME)
+    try:
+        return {
+            "files": cat.count("files"),
+            "adapters": int(cat.get_meta("snapshot_rows", "0") or 0),
+            "problems": tuple(cat.problems()),
+        }
+    finally:
+        cat.close()

@@ -1,0 +1,78 @@
+"""JSON forms of what the catalog stores: a slim :class:`AdapterInfo` and an adapter record.
+
+The slim info drops the tensor table and the raw header metadata (tens of KB per file, and
+re-readable from the file), keeping what documents, ``show`` and the selector use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from pixtention.curator.records import AdapterRecord
+from pixtention.library.info import (
+    AdapterFile,
+    AdapterInfo,
+    AdapterMetadata,
+    BaseModel,
+    Hashes,
+    Layout,
+)
+
+
+def _tuples(cls, data: dict[str, Any]):
+    """Build dataclass ``cls`` from JSON, turning lists back into tuples and ignoring extras."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+
+
+def _flat(obj) -> dict[str, Any]:
+    """A flat dataclass's fields (values are JSON-ready); much faster than ``asdict``."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def info_to_json(info: AdapterInfo) -> str:
+    f = info.file
+    data = {
+        "file": {"path": f.path, "size": f.size, "mtime": f.mtime, "fingerprint": f.fingerprint},
+        "layout": {
+            "kind": info.layout.kind,
+            "rank": info.layout.rank,
+            "alpha": info.layout.alpha,
+            "n_unet": len(info.layout.unet_modules),
+            "n_text": len(info.layout.text_encoder_modules),
+            "n_unrecognised": len(info.layout.unrecognised),
+        },
+        "base_model": _flat(info.base_model),
+        "metadata": _flat(info.metadata),
+        "hashes": _flat(info.hashes) if info.hashes else None,
+        "warnings": list(info.warnings),
+    }
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+
+
+def info_from_json(text: str) -> AdapterInfo:
+    """Rebuild an :class:`AdapterInfo` without tensors; module lists are empty (counts lost)."""
+    data = json.loads(text)
+    f = data["file"]
+    lay = data["layout"]
+    return AdapterInfo(
+        file=AdapterFile(f["path"], f["size"], f["mtime"], f["fingerprint"], {}, {}),
+        layout=Layout(lay["kind"], lay["rank"], lay["alpha"], (), (), ()),
+        base_model=_tuples(BaseModel, data["base_model"]),
+        metadata=_tuples(AdapterMetadata, data["metadata"]),
+        hashes=_tuples(Hashes, data["hashes"]) if data.get("hashes") else None,
+        warnings=tuple(data.get("warnings", ())),
+    )
+
+
+def record_to_json(record: AdapterRecord) -> str:
+    return json.dumps(_flat(record), ensure_ascii=True, separators=(",", ":"))
+
+
+def record_from_json(text: str, **override: Any) -> AdapterRecord:
+    """An :class:`AdapterRecord` from its JSON; ``override`` sets e.g. id and cluster."""
+    data = json.loads(text)
+    data.update(override)
+    return _tuples(AdapterRecord, data)

@@ -1,0 +1,158 @@
+"""Gated LoRA maths (design §6.5): pure functions on tensors, no hooks and no state.
+
+Stacked rank space: with ``A = [A_1; …; A_K]`` (R × in), ``B = [s_1 B_1 | … | s_K B_K]``
+(out × R) and a gate ``G`` (… × R) repeating each adapter's mask over its rank columns,
+``Δy = ((x Aᵀ) ⊙ G) Bᵀ`` — two GEMMs whatever K is. Dense deltas (LoHa, LoKr, IA3, full,
+DoRA) are stacked along the output axis and blended by the masks. Cross-attention ``to_k`` /
+``to_v`` deltas act on text tokens, so they become per-adapter attention branches blended by
+the spatial masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pixtention.library.factors import LowRank
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The base conv's stride/padding/dilation that a delta conv must reuse."""
+
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] | str = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """Several adapters' low-rank factors for one target, stacked along the rank axis.
+
+    ``down``: Linear (R, in) or conv (R, in, kh, kw); ``up``: (out, R) with each adapter's
+    ``scale × weight`` folded in; ``ranks``: each adapter's share of R, in order.
+    """
+
+    down: torch.Tensor
+    up: torch.Tensor
+    ranks: tuple[int, ...]
+
+
+def stack_lowrank(
+    factors: Sequence[LowRank],
+    weights: Sequence[float],
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Stacked:
+    """Stack non-Tucker low-rank factors; scales and user weights go into ``up``."""
+    downs, ups = [], []
+    for f, w in zip(factors, weights):
+        if f.mid is not None:
+            raise ValueError("Tucker factors do not stack; use tucker_delta per adapter")
+        downs.append(f.down.to(device=device, dtype=torch.float32))
+        ups.append(
+            f.up.reshape(f.up.shape[0], -1).to(device=device, dtype=torch.float32) * (f.scale * w)
+        )
+    down = torch.cat(downs, 0).to(dtype=dtype or downs[0].dtype)
+    up = torch.cat(ups, 1).to(dtype=dtype or ups[0].dtype)
+    return Stacked(down.contiguous(), up.contiguous(), tuple(int(d.shape[0]) for d in downs))
+
+
+def expand_gate(masks: torch.Tensor, ranks: Sequence[int]) -> torch.Tensor:
+    """Gate ``[..., R]`` from masks ``[..., K]``: adapter k's mask repeated over its ranks."""
+    index = torch.repeat_interleave(
+        torch.arange(len(ranks), device=masks.device), torch.tensor(ranks, device=masks.device)
+    )
+    return masks.index_select(-1, index)
+
+
+def gated_linear(x: torch.Tensor, stacked: Stacked, gate: torch.Tensor) -> torch.Tensor:
+    """``((x Aᵀ) ⊙ G) Bᵀ`` for ``x`` [..., in] and a gate broadcastable to [..., R]."""
+    return ((x @ stacked.down.T) * gate) @ stacked.up.T
+
+
+def sparse_gated_rows(
+    tokens: Sequence[torch.Tensor], stacked: Stacked, gates: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Adapter k's delta only on the tokens its mask touches: ``((x_k A_kᵀ) ⊙ g_k) B_kᵀ``.
+
+    ``tokens[k]`` [n_k, in] are the tokens where adapter k's mask is non-zero and ``gates[k]``
+    [n_k] its mask there. Exactly the dense gated delta on those tokens (it is zero elsewhere),
+    at a cost proportional to each adapter's area instead of the whole image.
+    """
+    out, start = [], 0
+    for rank, x, gate in zip(stacked.ranks, tokens, gates):
+        down = stacked.down[start : start + rank].reshape(rank, -1)
+        up = stacked.up[:, start : start + rank]
+        out.append(((x @ down.T) * gate[:, None]) @ up.T)
+        start += rank
+    return out
+
+
+def gated_conv(
+    x: torch.Tensor, stacked: Stacked, gate: torch.Tensor, geometry: ConvGeometry
+) -> torch.Tensor:
+    """LoCon: down conv with the base geometry, gate ``[B, R, H, W]``, then the 1×1 up conv."""
+    hidden = F.conv2d(x, stacked.down, None, geometry.stride, geometry.padding, geometry.dilation)
+    return F.conv2d(hidden * gate, stacked.up[:, :, None, None])
+
+
+def tucker_delta(
+    x: torch.Tensor, factors: LowRank, weight: float, geometry: ConvGeometry
+) -> torch.Tensor:
+    """Ungated Tucker LoCon delta: 1×1 down, mid conv with the base geometry, 1×1 up."""
+    hidden = F.conv2d(x, factors.down.to(x))
+    hidden = F.conv2d(
+        hidden, factors.mid.to(x), None, geometry.stride, geometry.padding, geometry.dilation
+    )
+    up = factors.up.reshape(*factors.up.shape[:2], 1, 1).to(x)
+    return F.conv2d(hidden, up) * (factors.scale * weight)
+
+
+def dense_delta(
+    x: torch.Tensor, delta_w: torch.Tensor, bias: torch.Tensor | None, geometry: ConvGeometry | None
+) -> torch.Tensor:
+    """``x ΔWᵀ (+ Δb)`` for Linear, or the conv with ΔW for Conv2d targets."""
+    if geometry is None:
+        return F.linear(x, delta_w, bias)
+    return F.conv2d(x, delta_w, bias, geometry.stride, geometry.padding, geometry.dilation)
+
+
+def heads_split(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """``[B, N, h·d] → [B, h, N, d]``."""
+    b, n, inner = t.shape
+    return t.view(b, n, heads, inner // heads).transpose(1, 2)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head attention ``softmax(q kᵀ · d^-0.5) v`` → ``[B, N, h·d]`` (torch SDPA)."""
+    qh, kh, vh = heads_split(q, heads), heads_split(k, heads), heads_split(v, heads)
+    out = F.scaled_dot_product_attention(qh, kh, vh)
+    return out.transpose(1, 2).reshape(q.shape[0], q.shape[1], -1)
+
+
+def branch_blend(
+    base_out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    deltas_k: Sequence[torch.Tensor | None],
+    deltas_v: Sequence[torch.Tensor | None],
+    masks: torch.Tensor,
+    heads: int,
+) -> torch.Tensor:
+    """``O = Σ_k m_k·attn(Q, K+ΔK_k, V+ΔV_k) + (1 − Σ_k m_k)·O_base``.
+
+    ``base_out`` [B, N, inner] is the model's own attention output (whatever implementation
+    produced it); ``masks`` [B, N, K] are the spatial gates of the K branches.
+    """
+    out = base_out * (1.0 - masks.sum(-1, keepdim=True))
+    for index, (dk, dv) in enumerate(zip(deltas_k, deltas_v)):
+        kk = k if dk is None else k + dk
+        vv = v if dv is None else v + dv
+        out = out + masks[..., index : index + 1] * attention(q, kk, vv, heads)
+    return out

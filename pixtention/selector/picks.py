@@ -1,0 +1,65 @@
+"""What the selector hands to the integrator, the UI and the API: one ``Pick`` per adapter."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SOURCES = ("auto", "user", "pinned")
+
+
+@dataclass(frozen=True)
+class FieldMatch:
+    """A document field that shares words with the bound phrase or the prompt."""
+
+    field: str  # e.g. "title", "tags", "triggers", "description"
+    terms: tuple[str, ...]  # the shared words, in field order
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why an adapter was picked, in numbers a user can read."""
+
+    score: float  # the ranking score (hybrid of dense and lexical by default)
+    dense: float  # cosine similarity between the document and the bound phrase or prompt
+    lexical: float  # BM25 of the prompt against the document, squashed to [0, 1)
+    phrase: str
+    phrase_score: float  # cosine similarity of the document to the bound phrase alone
+    cluster_label: str
+    matched: tuple[FieldMatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pick:
+    """An adapter chosen for a prompt, bound to the phrase it serves.
+
+    ``phrase_span`` indexes the original prompt (tags included) and ``stripped_span`` the
+    tag-stripped prompt the WebUI tokenises; both are None when the prompt has no phrase
+    (a pin on an empty prompt: the adapter then applies everywhere). ``weight`` is the UNet
+    multiplier; ``triggers`` are the words :func:`apply_picks` inserts after the phrase (never
+    words the prompt already has).
+    """
+
+    name: str
+    path: str
+    fingerprint: str
+    short_hash: str | None
+    score: float
+    phrase: str
+    phrase_span: tuple[int, int] | None
+    stripped_span: tuple[int, int] | None
+    weight: float
+    weight_source: str  # "prompt", "user", "civitai", "modelspec", "default" …
+    triggers: tuple[str, ...]
+    cluster_label: str
+    evidence: Evidence
+    source: str  # one of SOURCES
+    base_family: str
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"pick source {self.source!r} is not one of {', '.join(SOURCES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``json.dumps`` (nested dataclasses become dicts, tuples JSON arrays)."""
+        return asdict(self)

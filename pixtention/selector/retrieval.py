@@ -1,0 +1,152 @@
+"""Scoring adapters against a prompt: dense cosine, lexical BM25 and their hybrid.
+
+Pure functions on numpy arrays (plus a small BM25 index), so each scoring rule can be tested
+against an independent reference and compared side by side in ``bench/selector.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word tokens, as BM25 and the evidence matcher count them."""
+    return [t.lower() for t in _TOKEN.findall(text)]
+
+
+class BM25:
+    """Okapi BM25 (Robertson & Zaragoza 2009, idf with +1 inside the log so it stays ≥ 0).
+
+    Postings are numpy arrays per term holding the precomputed term weight of each document,
+    so scoring a query is one vector add per query term, whatever the library size.
+    """
+
+    def __init__(self, documents: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self.n_docs = len(documents)
+        vocab: dict[str, int] = {}
+        term_ids: list[int] = []
+        doc_ids: list[int] = []
+        freqs: list[int] = []
+        lengths = np.zeros(self.n_docs, dtype=np.float32)
+        for doc, text in enumerate(documents):
+            counts = Counter(tokenize(text))
+            lengths[doc] = sum(counts.values())
+            for term, tf in counts.items():
+                term_ids.append(vocab.setdefault(term, len(vocab)))
+                doc_ids.append(doc)
+                freqs.append(tf)
+        self.vocab = vocab
+        terms = np.asarray(term_ids, dtype=np.int64)
+        order = np.argsort(terms, kind="stable")
+        self._docs = np.asarray(doc_ids, dtype=np.int32)[order]
+        tf = np.asarray(freqs, dtype=np.float32)[order]
+        avg = float(lengths.mean()) if self.n_docs and lengths.mean() > 0 else 1.0
+        norm = k1 * (1.0 - b + b * lengths[self._docs] / avg)
+        self._weights = (tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
+        df = np.bincount(terms, minlength=len(vocab)) if len(vocab) else np.zeros(0, np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
+        self.idf = np.log1p((self.n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+    def scores(self, query: str | Iterable[str]) -> np.ndarray:
+        """BM25 of every document for the query's distinct terms → (n_docs,) float32."""
+        terms = set(tokenize(query) if isinstance(query, str) else query)
+        out = np.zeros(self.n_docs, dtype=np.float32)
+        for term in terms:
+            t = self.vocab.get(term)
+            if t is None:
+                continue
+            a, b = self._offsets[t], self._offsets[t + 1]
+            out[self._docs[a:b]] += self.idf[t] * self._weights[a:b]
+        return out
+
+
+def squash(scores: np.ndarray, half: float) -> np.ndarray:
+    """Map non-negative scores to [0, 1) as ``s / (s + half)`` — absolute, not per-query.
+
+    Per-query max-normalisation would give every prompt a perfect lexical match, even one that
+    shares only "the" with the library, which would defeat abstention.
+    """
+    scores = np.maximum(scores, 0.0)
+    return (scores / (scores + half)).astype(np.float32)
+
+
+def cosine(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarity of L2-normalised rows → (n_queries, n_vectors)."""
+    if len(vectors) == 0 or len(queries) == 0:
+        return np.zeros((len(queries), len(vectors)), dtype=np.float32)
+    return np.asarray(queries, dtype=np.float32) @ np.asarray(vectors, dtype=np.float32).T
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How the ranking score mixes its parts (defaults measured in ``bench/selector.py``).
+
+    dense = prompt_share · cos(doc, prompt) + (1 − prompt_share) · max_p w_p · cos(doc, phrase p)
+    score = (1 − lexical_share) · dense + lexical_share · squash(BM25(prompt), bm25_half)
+
+    w_p = (specificity of phrase p) ** phrase_idf_power, see :func:`phrase_specificity`: generic
+    phrases ("masterpiece", "1girl") match generic adapters everywhere, so they must not outvote
+    the one rare phrase that names a concept.
+    """
+
+    prompt_share: float = 0.25
+    phrase_idf_power: float = 1.0
+    lexical_share: float = 0.5
+    bm25_half: float = 20.0
+
+
+def phrase_specificity(bm25: BM25, phrase: str) -> float:
+    """Largest idf among the phrase's words over the library, divided by the largest idf.
+
+    A word no document contains counts as most specific (1.0): the lexical score cannot see it,
+    but the dense one may still know what it means.
+    """
+    top = float(bm25.idf.max()) if len(bm25.idf) else 0.0
+    if top <= 0:
+        return 1.0
+    values = [bm25.idf[t] if t is not None else top for t in map(bm25.vocab.get, tokenize(phrase))]
+    return float(max(values) / top) if values else 0.0
+
+
+def dense_scores(
+    sims: np.ndarray, prompt_share: float, phrase_weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(dense score, bound phrase row) per adapter from ``sims`` (1 + n_phrases, n_adapters).
+
+    Row 0 is the whole prompt, the other rows are phrases, weighted by ``phrase_weights``
+    (default 1) for the score. The bound phrase is the most similar one *unweighted* (a
+    "blonde hair" adapter serves "blonde hair", however common that phrase is); with no phrase
+    the prompt row is used alone and the bound phrase is -1.
+    """
+    prompt = sims[0]
+    if sims.shape[0] == 1:
+        return prompt.copy(), np.full(prompt.shape, -1, dtype=np.int64)
+    phrases = sims[1:]
+    if phrase_weights is not None:
+        weighted = phrases * np.asarray(phrase_weights, dtype=np.float32)[:, None]
+    else:
+        weighted = phrases
+    dense = prompt_share * prompt + (1.0 - prompt_share) * weighted.max(axis=0)
+    return dense.astype(np.float32), np.argmax(phrases, axis=0)
+
+
+def hybrid_scores(dense: np.ndarray, lexical: np.ndarray, lexical_share: float) -> np.ndarray:
+    """Convex mix of a dense score and an already squashed lexical score."""
+    return ((1.0 - lexical_share) * dense + lexical_share * lexical).astype(np.float32)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest scores, best first (ties keep the lower index first)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.lexsort((part, -scores[part]))]

