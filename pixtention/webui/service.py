@@ -139,7 +139,7 @@ class LibraryService:
         run = self._run
         assert run is not None
         try:
-            self.core.index_folder(
+            report = self.core.index_folder(
                 self.lora_dir,
                 self.store_dir,
                 captions=self._captions,
@@ -155,7 +155,9 @@ class LibraryService:
             self._library = None  # reopen on next use: the store has changed
         library = self.library()
         count = _library_size(library)
-        self._set(state="ready", stage="done", adapters=count, eta=0.0, finished_at=time.time())
+        # A cancelled run returns normally with the work done so far kept.
+        state = "cancelled" if getattr(report, "cancelled", False) else "ready"
+        self._set(state=state, stage="done", adapters=count, eta=0.0, finished_at=time.time())
 
     def _on_progress(self, progress: Any) -> None:
         self._set(
