@@ -99,7 +99,8 @@ def _first_line(exc: BaseException) -> str:
 def _reason(exc: BaseException) -> str:
     """A user-facing reason for a safetensors failure; its own message is kept as the detail."""
     detail = _first_line(exc)
-    if "MetadataIncompleteBuffer" in detail:
+    # safetensors < 0.5 names the error type; later releases say "file not fully covered".
+    if "MetadataIncompleteBuffer" in detail or "not fully covered" in detail:
         return f"truncated: tensor data is incomplete (interrupted download?) [{detail}]"
     return f"corrupt safetensors file: {detail}"
 

@@ -63,9 +63,8 @@ def clip_tokenizer(cache_dir: str | None = None) -> CLIPTokenizer:
 
     folder = Path(cache_dir or tempfile.mkdtemp(prefix="pixtention-clip-tok-"))
     write_clip_tokenizer_files(folder)
-    return CLIPTokenizer(
-        vocab_file=str(folder / "vocab.json"),
-        merges_file=str(folder / "merges.txt"),
-        model_max_length=77,
-        pad_token="<|endoftext|>",
+    # from_pretrained reads vocab.json/merges.txt the same way on transformers 4.x and 5.x (5.x's
+    # constructor no longer takes the file paths as keyword arguments).
+    return CLIPTokenizer.from_pretrained(
+        str(folder), model_max_length=77, pad_token="<|endoftext|>", local_files_only=True
     )
