@@ -265,6 +265,7 @@ def test_a_failing_forward_inside_the_session_still_detaches(tiny_unet) -> None:
 
 
 def test_token_sparse_path_is_taken_and_matches_the_dense_path(tiny_unet, monkeypatch) -> None:
+    import pixtention.integrator.call_masks as call_masks_module
     import pixtention.integrator.session as session_module
 
     calls = []
@@ -280,7 +281,7 @@ def test_token_sparse_path_is_taken_and_matches_the_dense_path(tiny_unet, monkey
     masks[1, 8:, 4:12] = torch.rand(8, 8) + 0.1
     sparse = _run(tiny_unet, adapters, masks, inputs)
     assert len(calls) > 20
-    monkeypatch.setattr(session_module, "SPARSE_FRACTION", 0.0)  # force the dense path
+    monkeypatch.setattr(call_masks_module, "SPARSE_FRACTION", 0.0)  # force the dense path
     calls.clear()
     dense = _run(tiny_unet, adapters, masks, inputs)
     assert not calls

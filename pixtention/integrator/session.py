@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 import torch
 
 from pixtention.integrator import masks as maskmath
+from pixtention.integrator.call_masks import CallMasks
 from pixtention.integrator.capture import attention_probs, find_cross_attention, head_count
 from pixtention.integrator.config import GatedAdapter, IntegratorError, MaskConfig, RowLayout
-from pixtention.integrator.gating import branch_blend, expand_gate
+from pixtention.integrator.gating import branch_blend
 from pixtention.integrator.mask_state import MaskState
 from pixtention.integrator.targets import (
     AttachReport,
@@ -30,8 +31,6 @@ from pixtention.integrator.targets import (
     spatial_delta,
 )
 
-SPARSE_FRACTION = 0.5  # token-sparse low-rank path when adapters cover ≤ half of their tokens
-SPARSE_MIN_TOKENS = 256  # … and the call has enough tokens to repay per-adapter overhead
 LayoutSource = RowLayout | Callable[[int, torch.Tensor | None], RowLayout] | None
 _ATTACHED: weakref.WeakKeyDictionary[torch.nn.Module, Session] = weakref.WeakKeyDictionary()
 
@@ -174,7 +173,7 @@ class Session:
         """Fix the row layout of the coming calls: a ``RowLayout``, a callable
         ``(rows, context) -> RowLayout``, or None for the default (cond rows, then uncond)."""
         self._layout_source = layout
-        self._cache.clear()
+        self._calls.clear()
 
     def set_masks(self, masks: torch.Tensor, *, hard: bool | None = None) -> None:
         """Use caller-given masks ``[images, K, h, w]`` (or ``[K, h, w]`` for all images) from
@@ -191,12 +190,9 @@ class Session:
         """Forget what belongs to one sampling run (calls, stashes, caches), not the masks."""
         self.state.step = -1
         self._timestep: tuple[float, ...] | None = None
-        self._latent: tuple[int, int] | None = None
-        self._layout: RowLayout | None = None
+        self._calls = CallMasks(self.state)
         self._stash: dict[str, dict[str, torch.Tensor]] = {}
         self._emb: dict[str, tuple[tuple[int, ...], torch.Tensor]] = {}
-        self._cache: dict[tuple, object] = {}
-        self._cache_version = self.state.version
 
     def _install(self, unet: torch.nn.Module) -> None:
         modules = dict(unet.named_modules())
@@ -262,14 +258,8 @@ class Session:
         timesteps = args[1] if len(args) > 1 else kwargs.get("timesteps")
         context = args[2] if len(args) > 2 else kwargs.get("context")
         latent = (int(x.shape[-2]), int(x.shape[-1]))
-        if latent != self._latent:
-            self._latent = latent
-            self._cache.clear()
         self.state.set_latent(*latent)
-        layout = self._resolve_layout(int(x.shape[0]), context)
-        if layout != self._layout:
-            self._layout = layout
-            self._cache.clear()
+        self._calls.set_call(latent, self._resolve_layout(int(x.shape[0]), context))
         if not self._manual_steps and timesteps is not None:
             key = tuple(float(t) for t in torch.as_tensor(timesteps).flatten()[:1])
             if key != self._timestep:
@@ -289,103 +279,29 @@ class Session:
             )
         return layout
 
-    def _level_masks(
-        self, size: tuple[int, int] | None, like: torch.Tensor
-    ) -> tuple[torch.Tensor, frozenset[int]]:
-        """Masks of this call's rows at a level, ``[B, K, h·w]`` in ``like``'s dtype, and the
-        adapters with any non-zero mask; ``size`` None gives each row's mean mask ``[B, K, 1]``.
-        Cached until the step, layout or latent size changes."""
-        if self._cache_version != self.state.version:
-            self._cache.clear()
-            self._cache_version = self.state.version
-        key = ("m", size, like.dtype, like.device)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        if self._layout is None or self._latent is None:
-            raise IntegratorError(
-                "a hooked module ran outside a UNet call; PixTention hooks need the UNet's forward"
-            )
-        out = self.state.rows_at(self._layout.image, size or maskmath.level_sizes(*self._latent)[0])
-        if size is None:
-            out = out.mean(-1, keepdim=True)
-        active = frozenset(int(k) for k in torch.nonzero(out.flatten(2).amax((0, 2)) > 0).flatten())
-        result = (out.to(like.device, like.dtype), active)
-        self._cache[key] = result
-        return result
-
-    def _masks_for_tokens(
-        self, tokens: int, like: torch.Tensor
-    ) -> tuple[torch.Tensor, frozenset[int]]:
-        """Masks ``[B, K, tokens]`` for a token sequence, or ``[B, K, 1]`` if it is not spatial."""
-        found = maskmath.level_of(tokens, *self._latent) if self._latent else None
-        return self._level_masks(found[1] if found else None, like)
-
     # ----- hooks ------------------------------------------------------------------------
     def _spatial_hook(self, prep: Prepared):
         def hook(module, args, output):
             x = args[0]
             conv = prep.plan.geometry is not None
             if conv:
-                m, active = self._level_masks(tuple(output.shape[-2:]), output)
+                m, active = self._calls.level(tuple(output.shape[-2:]), output)
             elif x.dim() == 3:
-                m, active = self._masks_for_tokens(x.shape[1], output)
+                m, active = self._calls.for_tokens(x.shape[1], output)
             else:
-                m, active = self._level_masks(None, output)
+                m, active = self._calls.level(None, output)
             if active.isdisjoint(prep.plan_index):
                 return None
             y, gate = output, None
-            sparse = self._sparse_rows(prep, m, x) if prep.lowrank is not None else None
+            sparse = self._calls.sparse_rows(prep, m, x) if prep.lowrank is not None else None
             if sparse is not None:
                 y = add_sparse(y, x, prep, sparse)
             elif prep.lowrank is not None:
-                gate = self._gate(prep, m, conv, tuple(output.shape[-2:]))
+                gate = self._calls.gate(prep, m, conv, tuple(output.shape[-2:]))
             rest = spatial_delta(prep, x, m, gate)
             return y if rest is None else y + rest.to(y.dtype)
 
         return hook
-
-    def _sparse_rows(self, prep: Prepared, m: torch.Tensor, x: torch.Tensor):
-        """Per low-rank adapter, the (row, token) indices where its mask is non-zero and the
-        mask values there — when the masks are sparse enough for the token-sparse path to be
-        cheaper than the dense one (cached per mask tensor)."""
-        if x.dim() == 2 or not prep.pointwise or m.shape[0] * m.shape[2] < SPARSE_MIN_TOKENS:
-            return None
-        key = ("s", id(m))
-        found = self._cache.get(key)
-        if found is None:
-            found = []
-            for k in range(m.shape[1]):
-                b, p = torch.nonzero(m[:, k] > 0, as_tuple=True)
-                found.append((b, p, m[b, k, p]))
-            self._cache[key] = found
-        chosen = [found[i] for i in prep.lowrank_index]
-        if (
-            sum(len(b) for b, _, _ in chosen)
-            > SPARSE_FRACTION * len(chosen) * m.shape[0] * m.shape[2]
-        ):
-            return None
-        return chosen
-
-    def _gate(
-        self, prep: Prepared, m: torch.Tensor, conv: bool, size: tuple[int, int]
-    ) -> torch.Tensor:
-        key = (
-            "g",
-            prep.lowrank_index,
-            prep.lowrank.ranks,
-            conv,
-            id(m),
-        )  # m lives in this cache too
-        gate = self._cache.get(key)
-        if gate is None:
-            gate = expand_gate(
-                m[:, list(prep.lowrank_index)].transpose(1, 2), prep.lowrank.ranks
-            )  # [B, N, R]
-            if conv:
-                gate = gate.transpose(1, 2).reshape(m.shape[0], -1, *size)
-            self._cache[key] = gate.contiguous()
-        return gate
 
     def _emb_hook(self, block: str, prep: Prepared):
         def hook(module, args, output):
@@ -403,7 +319,7 @@ class Session:
                 return None
             index, deltas = pending
             h = args[0]
-            m, active = self._level_masks(tuple(h.shape[-2:]), h)
+            m, active = self._calls.level(tuple(h.shape[-2:]), h)
             if active.isdisjoint(index):
                 return None
             gated = torch.einsum("bkn,kbc->bcn", m[:, list(index)], deltas.to(h.dtype)).view_as(h)
@@ -431,18 +347,19 @@ class Session:
 
     def _capture(self, q: torch.Tensor, k: torch.Tensor, heads: int) -> None:
         """Recompute the probabilities of the cond rows of a wanted layer and hand them over."""
-        if not self.state.capturing() or self._layout is None:
+        layout, latent = self._calls.layout, self._calls.latent
+        if not self.state.capturing() or layout is None or latent is None:
             return
-        found = maskmath.level_of(q.shape[1], *self._latent)
+        found = maskmath.level_of(q.shape[1], *latent)
         if found is None or not self.state.wants(found[0]):
             return
-        rows = [r for r, flag in enumerate(self._layout.capture) if flag]
+        rows = [r for r, flag in enumerate(layout.capture) if flag]
         if not rows:
             return
         with torch.no_grad():
             probs = attention_probs(q[rows].detach(), k[rows].detach(), heads)
             for j, r in enumerate(rows):
-                self.state.add(self._layout.image[r], found[0], probs[j], found[1])
+                self.state.add(layout.image[r], found[0], probs[j], found[1])
 
     def _branch_hook(self, path: str, heads: int, preps: dict[str, Prepared | None]):
         def hook(module, args):
@@ -455,7 +372,7 @@ class Session:
                         f"{path}: to_out ran without to_q/to_k/to_v calls; K/V deltas not applied"
                     )
                 return None
-            m, active = self._masks_for_tokens(base.shape[1], base)
+            m, active = self._calls.for_tokens(base.shape[1], base)
             index = sorted({i for p in preps.values() if p is not None for i in p.plan_index})
             if active.isdisjoint(index):
                 return None
