@@ -12,7 +12,6 @@ refresh is compared with re-reading every header (what a tool without a stat cac
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import os
 import re
@@ -24,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.civitai_sidecar import civitai_info
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "retrieval-bench"
@@ -64,20 +65,7 @@ def write_civitai_library(data: Path, folder: Path, limit: int | None) -> int:
             used.add(stem.lower())
             header = {"ss_output_name": stem, "ss_network_dim": "1", "ss_network_alpha": "1"}
             save_file(_tiny_tensors(count), str(folder / f"{stem}.safetensors"), metadata=header)
-            info = {
-                "id": version.get("version_id"),
-                "modelId": model["model_id"],
-                "name": version.get("name", ""),
-                "baseModel": version.get("base_model", ""),
-                "trainedWords": version.get("trained_words") or [],
-                "description": version.get("description_html") or "",
-                "model": {
-                    "name": html.unescape(model["name"]),
-                    "type": model.get("type", "LORA"),
-                    "tags": model.get("tags") or [],
-                    "description": model.get("description_html") or "",
-                },
-            }
+            info = civitai_info(model, version)
             (folder / f"{stem}.civitai.info").write_text(json.dumps(info), encoding="utf-8")
             count += 1
     return count

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import html
 import json
 import os
 import random
@@ -27,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.civitai_sidecar import civitai_info
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "retrieval-bench"
@@ -112,20 +113,7 @@ def write_library(data: Path, folder: Path, keep: set[int] | None, carlos: int |
             stem = _stem(name, str(model["model_id"]), used)
             width = _width(version.get("base_model", ""))
             _tiny_file(folder / f"{stem}.safetensors", width, stem)
-            info = {
-                "id": version.get("version_id"),
-                "modelId": model["model_id"],
-                "name": version.get("name", ""),
-                "baseModel": version.get("base_model", ""),
-                "trainedWords": version.get("trained_words") or [],
-                "description": version.get("description_html") or "",
-                "model": {
-                    "name": html.unescape(model["name"]),
-                    "type": model.get("type", "LORA"),
-                    "tags": model.get("tags") or [],
-                    "description": model.get("description_html") or "",
-                },
-            }
+            info = civitai_info(model, version)
             (folder / f"{stem}.civitai.info").write_text(json.dumps(info), encoding="utf-8")
             trained = [w for v in model.get("versions", []) for w in v.get("trained_words") or []]
             family = {768: "sd1", 1024: "sd2", 2048: "sdxl"}[width]

@@ -27,6 +27,9 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    repo = str(_bench_dir().parent)
+    if repo not in sys.path:  # benchmarks share helpers as ``bench.*`` modules
+        sys.path.insert(0, repo)
     spec = importlib.util.spec_from_file_location(f"pixtention_bench_{args.name}", script)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
