@@ -60,11 +60,11 @@ def _denoised_per_step(unet, adapters, masks, cond, uncond, x0, sigmas):
 def test_leakage_outside_all_masks(tiny_unet) -> None:
     """Outside every mask, the gated run moves the denoiser output much less than global use.
 
-    Measured on the *random* tiny UNet, whose untrained self-attention and GroupNorm mix every
-    pixel with every other: leakage there is ≈ 40 % (the 5 % target of the issue is about
-    trained weights and is not reached on this model; per-layer outputs outside the masks are
-    exactly the base ones — see test_integrator_invariants). The bound below guards against
-    regressions and against masks being ignored (which gives 100 %).
+    Measured on the *random* tiny UNet: ≈ 40 % there. The 5 % target of the issue is about
+    trained weights and is not reached on this model; the cause is the model, not the gating
+    (per-layer outputs outside the masks are exactly the base ones — test_integrator_invariants;
+    the single-pass test below pins the channel). The bound guards against regressions and
+    against masks being ignored (which gives 100 %).
     """
     not_time = lambda n: not n.startswith("time_embed")  # noqa: E731  (global by nature)
     adapters = [
@@ -89,6 +89,66 @@ def test_leakage_outside_all_masks(tiny_unet) -> None:
         leak = float((gt - b)[outside].norm() / (e - b)[outside].norm())
         assert leak < 0.6, f"leakage {leak:.2f}"
         assert float((gt - b)[inside_a].norm() / (e - b)[inside_a].norm()) > leak
+
+
+class _PerPixelNorm(torch.nn.Module):
+    """GroupNorm's affine map with statistics taken per pixel (over channels) instead."""
+
+    def __init__(self, norm: torch.nn.GroupNorm) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, var = x.mean(1, keepdim=True), x.var(1, keepdim=True, unbiased=False)
+        y = (x - mean) / torch.sqrt(var + self.norm.eps)
+        return y * self.norm.weight[None, :, None, None] + self.norm.bias[None, :, None, None]
+
+
+def _single_pass_leak(unet, size: int) -> float:
+    not_time = lambda n: not n.startswith("time_embed")  # noqa: E731
+    adapters = [
+        GatedAdapter("a", lowrank_adapter(unet, 1, include=not_time, std=0.01), 1.0, ((2,),)),
+        GatedAdapter("b", lowrank_adapter(unet, 2, include=not_time, std=0.01), 1.0, ((3,),)),
+    ]
+    g = torch.Generator().manual_seed(0)
+    context = torch.randn(1, 77, 32, generator=g)
+    x, t = torch.randn(1, 4, size, size, generator=g) * 3, torch.tensor([500])
+    masks = torch.zeros(2, size, size)
+    masks[0, :, : size // 8] = 1
+    masks[1, :, size // 8 : size // 4] = 1
+    out = []
+    with torch.no_grad():
+        out.append(unet(x, t, context=context))
+        for m in (torch.ones(2, size, size), masks):
+            with attach(unet, adapters, MaskConfig()) as session:
+                session.set_masks(m)
+                out.append(unet(x, t, context=context))
+    base, everywhere, gated = out
+    far = (..., slice(size // 2, None))
+    return float((gated - base)[far].norm() / (everywhere - base)[far].norm())
+
+
+def test_single_pass_leakage_is_carried_by_normalisation_statistics() -> None:
+    """Where the leakage of the random model comes from, as a check that can fail.
+
+    One UNet pass, adapters in the left quarter, measured on the right half: with the model's
+    GroupNorms (statistics over the whole picture) the delta inside the masks moves every pixel;
+    with the same affine maps but per-pixel statistics the far half moves by under 5 % of what
+    global application moves it. So the gating itself does not leak; a single pass cannot stop
+    the shift that image-wide normalisation statistics carry (removing it would need the base
+    activations, i.e. a second pass).
+    """
+    from tests.rig.unet import tiny_unet
+
+    unet = tiny_unet()
+    with_groupnorm = _single_pass_leak(unet, SIZE)
+    for module in list(unet.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.GroupNorm):
+                setattr(module, name, _PerPixelNorm(child))
+    per_pixel = _single_pass_leak(unet, SIZE)
+    assert per_pixel < 0.05, f"single-pass leakage without image-wide statistics {per_pixel:.3f}"
+    assert with_groupnorm > 3 * per_pixel
 
 
 def test_render_masks_colours_regions_and_draws_a_legend() -> None:

@@ -133,3 +133,36 @@ def test_cancel_and_errors_show_in_status(tmp_path):
     status = service.wait(10)
     assert status.state == "error" and status.error == "OSError: disk full"
     assert client.delete("/pixtention/v1/index").json()["cancelled"] is False
+
+
+def test_cancelling_a_run_shows_cancelled_and_the_next_run_completes(tmp_path):
+    """DELETE while the real indexer is busy: status says "cancelled", a re-run finishes."""
+    from pixtention.curator.indexer import index_folder
+
+    write_tiny_library(tmp_path / "Lora")
+    release, reached = threading.Event(), threading.Event()
+
+    def paused_index(folder, store, **kwargs):
+        def progress(event):
+            kwargs["progress"](event)
+            if event.stage == "embed" and not reached.is_set():
+                reached.set()
+                assert release.wait(30), "test never released the indexer"
+
+        return index_folder(folder, store, **{**kwargs, "progress": progress})
+
+    default = Core.default()
+    core = Core(index_folder=paused_index, open_library=default.open_library, select=default.select)
+    service = LibraryService(tmp_path / "Lora", tmp_path / "store", core=core, captions=False)
+    client = client_for(service)
+    client.post("/pixtention/v1/index")
+    assert reached.wait(60)
+    answer = client.delete("/pixtention/v1/index").json()
+    assert answer["cancelled"] is True and answer["status"]["state"] == "indexing"
+    release.set()
+    status = service.wait(60)
+    assert status.state == "cancelled", status
+    assert client.get("/pixtention/v1/status").json()["state"] == "cancelled"
+    assert client.post("/pixtention/v1/index").json()["started"] is True
+    final = service.wait(60)
+    assert final.state == "ready" and final.adapters == len(THEMES)
