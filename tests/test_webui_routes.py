@@ -84,15 +84,14 @@ def test_masks_routes():
     assert status["state"] == "missing" and "/nonexistent" in status["error"]
 
 
-def test_indexing_runs_in_the_background_and_reports_progress(tmp_path):
-    """A slow indexer: requests keep answering while it runs; progress shows in status."""
+def paused_at_embed(tmp_path):
+    """A service whose real indexer stops at its first "embed" event until ``release`` is set."""
     from pixtention.curator.indexer import index_folder
 
     write_tiny_library(tmp_path / "Lora")
-    release = threading.Event()
-    reached = threading.Event()
+    release, reached = threading.Event(), threading.Event()
 
-    def slow_index(folder, store, **kwargs):
+    def paused_index(folder, store, **kwargs):
         def progress(event):
             kwargs["progress"](event)
             if event.stage == "embed" and not reached.is_set():
@@ -102,8 +101,14 @@ def test_indexing_runs_in_the_background_and_reports_progress(tmp_path):
         return index_folder(folder, store, **{**kwargs, "progress": progress})
 
     default = Core.default()
-    core = Core(index_folder=slow_index, open_library=default.open_library, select=default.select)
+    core = Core(index_folder=paused_index, open_library=default.open_library, select=default.select)
     service = LibraryService(tmp_path / "Lora", tmp_path / "store", core=core, captions=False)
+    return service, release, reached
+
+
+def test_indexing_runs_in_the_background_and_reports_progress(tmp_path):
+    """A slow indexer: requests keep answering while it runs; progress shows in status."""
+    service, release, reached = paused_at_embed(tmp_path)
     client = client_for(service)
     assert client.get("/pixtention/v1/status").json()["state"] == "idle"
     started = client.post("/pixtention/v1/index")
@@ -137,23 +142,7 @@ def test_cancel_and_errors_show_in_status(tmp_path):
 
 def test_cancelling_a_run_shows_cancelled_and_the_next_run_completes(tmp_path):
     """DELETE while the real indexer is busy: status says "cancelled", a re-run finishes."""
-    from pixtention.curator.indexer import index_folder
-
-    write_tiny_library(tmp_path / "Lora")
-    release, reached = threading.Event(), threading.Event()
-
-    def paused_index(folder, store, **kwargs):
-        def progress(event):
-            kwargs["progress"](event)
-            if event.stage == "embed" and not reached.is_set():
-                reached.set()
-                assert release.wait(30), "test never released the indexer"
-
-        return index_folder(folder, store, **{**kwargs, "progress": progress})
-
-    default = Core.default()
-    core = Core(index_folder=paused_index, open_library=default.open_library, select=default.select)
-    service = LibraryService(tmp_path / "Lora", tmp_path / "store", core=core, captions=False)
+    service, release, reached = paused_at_embed(tmp_path)
     client = client_for(service)
     client.post("/pixtention/v1/index")
     assert reached.wait(60)
