@@ -6,7 +6,7 @@ published snapshot without any lock. Heavy modules load only when these are firs
 
 from __future__ import annotations
 
-import importlib
+from pixtention.lazy import lazy_exports
 
 _EXPORTS = {
     "index_folder": "pixtention.curator.indexer",
@@ -25,11 +25,6 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pixtention.curator' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = sorted(_EXPORTS)
