@@ -7,6 +7,7 @@ in its own subprocess so peak memory is its own. Side by side in the same run, t
 refresh is compared with re-reading every header (what a tool without a stat cache does).
 
     python -m pixtention bench curator [--quick] [--json] [--data DIR] [--sizes 1000,10000]
+        [--civitai-limit N (0: skip the Civitai library)] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -92,12 +93,32 @@ def _reread_headers(folder: Path) -> float:
     return time.perf_counter() - started
 
 
+class _StageClock:
+    """Progress callback that records how long each indexing stage took (wall seconds)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stage, self._since = "", 0.0
+
+    def __call__(self, progress) -> None:
+        if progress.stage != self._stage:
+            self.stop()
+            self._stage, self._since = progress.stage, time.perf_counter()
+
+    def stop(self) -> None:
+        if self._stage:
+            elapsed = time.perf_counter() - self._since
+            self.seconds[self._stage] = round(self.seconds.get(self._stage, 0.0) + elapsed, 2)
+            self._stage = ""
+
+
 def run_one(kind: str, size: int | None, data: Path, work: Path, queries: int) -> dict:
     """One library, measured inside this (child) process."""
     import numpy as np
 
     from pixtention.curator import index_folder, open_library
     from pixtention.curator.embedder import make_embedder
+    from pixtention.curator.precision import bulk_dtype
 
     folder, store = work / "lib", work / "store"
     t = time.perf_counter()
@@ -109,9 +130,11 @@ def run_one(kind: str, size: int | None, data: Path, work: Path, queries: int) -
     write_s = time.perf_counter() - t
 
     embedder = make_embedder()
+    stages = _StageClock()
     t, cpu = time.perf_counter(), time.process_time()
-    cold = index_folder(folder, store, captions=False, embedder=embedder)
+    cold = index_folder(folder, store, captions=False, embedder=embedder, progress=stages)
     cold_s, cold_cpu_s = time.perf_counter() - t, time.process_time() - cpu
+    stages.stop()
 
     refresh = []
     for _ in range(5):
@@ -124,15 +147,24 @@ def run_one(kind: str, size: int | None, data: Path, work: Path, queries: int) -
     from safetensors.torch import save_file
 
     new = folder / "zz_brand_new_watercolor_fox.safetensors"
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     save_file(_tiny_tensors(7), str(new), metadata={"ss_output_name": new.stem,
               "ss_training_comment": "watercolor fox painting"})  # fmt: skip
     one = index_folder(folder, store, captions=False, embedder=embedder)
+    one_index_s = time.perf_counter() - t
     lib = open_library(store, embedder=embedder)
     found = lib.find(new.stem)
     _, ids = lib.search(lib.embed([found.document]), 5, 4)
-    one_new_s = time.perf_counter() - t
+    one_new_s, one_new_cpu_s = time.perf_counter() - t, time.process_time() - cpu
     assert one.new == 1 and found is not None and found.id in ids[0]
+    assert len(lib) == cold.adapters + 1
+
+    t = time.perf_counter()
+    new.unlink()
+    gone = index_folder(folder, store, captions=False, embedder=embedder)
+    after = open_library(store, embedder=embedder)
+    remove_one_s = time.perf_counter() - t
+    assert gone.removed == 1 and after.find(new.stem) is None and len(after) == cold.adapters
 
     prompts = [f"{r.title}, masterpiece" for r in lib.records[: max(queries, 1)]]
     latencies = []
@@ -153,11 +185,16 @@ def run_one(kind: str, size: int | None, data: Path, work: Path, queries: int) -
         "cold_index_s": round(cold_s, 2),
         "cold_files_per_s": round(n / cold_s, 1),
         "cold_cpu_s": round(cold_cpu_s, 2),  # all threads; less sensitive to a busy machine
+        "cold_stages_s": stages.seconds,
+        "embed_dtype": bulk_dtype(embedder, cold.embedded),
         "load_average": round(os.getloadavg()[0], 2),
         "refresh_ms": round(statistics.median(refresh) * 1000, 1),
         "reread_headers_ms": round(reread_s * 1000, 1),
         "refresh_speedup_vs_reread": round(reread_s / statistics.median(refresh), 1),
         "one_new_file_s": round(one_new_s, 3),
+        "one_new_cpu_s": round(one_new_cpu_s, 3),  # this process only: robust to load
+        "one_new_index_s": round(one_index_s, 3),
+        "remove_one_file_s": round(remove_one_s, 3),
         "open_library_ms": round(open_s * 1000, 1),
         "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "query_p95_ms": round(float(np.percentile(latencies, 95)), 2),
@@ -177,7 +214,7 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def _spawn(kind: str, size: int | None, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--data", str(args.data),
+    cmd = [sys.executable, "-m", "bench.curator", "--child", kind, "--data", str(args.data),
            "--queries", str(args.queries)]  # fmt: skip
     if size is not None:
         cmd += ["--size", str(size)]
@@ -210,7 +247,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--sizes", help='synthetic sizes, e.g. 1000,10000 ("" for none; default by mode)'
     )
-    parser.add_argument("--civitai-limit", type=int, help="first N Civitai models only")
+    parser.add_argument(
+        "--civitai-limit", type=int, help="first N Civitai models only (0: skip that library)"
+    )
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--workdir", help="where the libraries are written (default: /tmp)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -223,9 +262,12 @@ def main(argv: list[str]) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s] if args.sizes is not None else (
         [1000] if args.quick else [1000, 10_000, 100_000]
     )  # fmt: skip
-    civitai_limit = args.civitai_limit or (1000 if args.quick else None)
+    civitai_limit = args.civitai_limit
+    if civitai_limit is None and args.quick:
+        civitai_limit = 1000
+    civitai = [] if civitai_limit == 0 else [("civitai", civitai_limit)]
     rows = []
-    for kind, size in [("civitai", civitai_limit)] + [("synthetic", s) for s in sizes]:
+    for kind, size in civitai + [("synthetic", s) for s in sizes]:
         row = _spawn(kind, size, args)
         rows.append(row)
         if not args.json:
@@ -234,9 +276,11 @@ def main(argv: list[str]) -> int:
                 f" ({row['cold_files_per_s']:.0f}/s, cpu {row['cold_cpu_s']:.0f} s)  refresh {row['refresh_ms']:>6.1f} ms"
                 f" (re-reading headers {row['reread_headers_ms']:.0f} ms,"
                 f" ×{row['refresh_speedup_vs_reread']})  one new {row['one_new_file_s']:.2f} s"
+                f" (cpu {row['one_new_cpu_s']:.2f} s)"
                 f"  query p50/p95 {row['query_p50_ms']}/{row['query_p95_ms']} ms"
                 f"  store {row['store_mb']} MB  peak {row['peak_rss_mb']} MB"
-                f"  (load {row['load_average']})",
+                f"  (load {row['load_average']}; cold stages {row['cold_stages_s']},"
+                f" embedding in {row['embed_dtype']}; remove one {row['remove_one_file_s']:.2f} s)",
                 flush=True,
             )
     result = {"targets": TARGETS, "libraries": rows, "ratios": _ratios(rows)}
@@ -248,5 +292,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     sys.exit(main(sys.argv[1:]))

@@ -212,3 +212,76 @@ def test_doctor_on_the_sample_library_matches_what_was_written(
             assert info.metadata.title == theme.title
         if theme.user_json or theme.civitai or theme.modelspec:
             assert info.metadata.triggers == theme.triggers
+
+
+class _Captioner:
+    """Stands in for the VLM: one fixed caption per preview image."""
+
+    id = "test-fixed"
+
+    def caption(self, images: list[str]) -> list[str]:
+        return ["a watercolour fox in the snow" for _ in images]
+
+
+def _doc(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    code, out, err = run(capsys, "show", *argv, "--doc", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_show_doc_prints_what_the_indexer_embedded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pixtention.curator import index_folder, open_library
+    from tests.test_curator_fixtures import HashEmbedder, civitai_info
+    from tests.test_curator_fixtures import write_lora as write_curator_lora
+
+    root, store = tmp_path / "Lora", tmp_path / "store"
+    info = civitai_info("Snow Fox", ["ohwx fox", "k4r3nxq"], ["fox", "animal"], "<p>A fox.</p>")
+    fox = write_curator_lora(root / "animals" / "snow_fox.safetensors", civitai=info, preview=True)
+    write_curator_lora(root / "other.safetensors", seed=3)
+    emb = HashEmbedder()
+    index_folder(root, store, embedder=emb, captioner=_Captioner())
+    indexed = open_library(store, embedder=emb).find("snow_fox")
+
+    shown = _doc(capsys, str(fox), "--store", str(store))
+    doc = shown["document"]
+    assert doc["text"] == indexed.document and doc["fields"] == indexed.fields
+    assert shown["store"] == {"path": str(store), "state": "current"}
+    assert shown["captions"] == ["a watercolour fox in the snow"] and shown["root"] == str(root)
+    assert "Folder: animals" in doc["text"] and "watercolour fox" in doc["text"]
+    assert doc["triggers"] == ["ohwx fox", "k4r3nxq"] == list(indexed.triggers)
+    assert doc["embedded_triggers"] == ["fox"] and doc["prompt_only_triggers"] == ["k4r3nxq"]
+    assert "ohwx" not in doc["text"] and "k4r3nxq" not in doc["text"]
+
+    code, out, _ = run(capsys, "show", str(fox), "--doc", "--store", str(store))
+    assert code == 0 and out.startswith(f"snow_fox: document ({len(indexed.document)} characters")
+    assert "prompt only    k4r3nxq" in out and "indexed with this text" in out
+    assert " ".join(out.split()).count(" ".join(indexed.document.split()[:8])) == 1
+
+    # without the store: no captions, no folder themes unless --root says where the library is
+    bare = _doc(capsys, str(fox), "--store", str(tmp_path / "none"))
+    assert (
+        bare["store"] is None
+        and bare["captions"] == []
+        and "Folder:" not in bare["document"]["text"]
+    )
+    rooted = _doc(capsys, str(fox), "--store", str(tmp_path / "none"), "--root", str(root))
+    assert "Folder: animals" in rooted["document"]["text"]
+
+    # the sidecar changed after indexing: the store's text is stale until the next index run
+    info["model"]["description"] = "<p>An arctic fox.</p>"
+    (fox.parent / "snow_fox.civitai.info").write_text(json.dumps(info))
+    assert _doc(capsys, str(fox), "--store", str(store))["store"]["state"] == "stale"
+    stray = write_curator_lora(tmp_path / "elsewhere" / "stray.safetensors", seed=9)
+    assert _doc(capsys, str(stray), "--store", str(store))["store"]["state"] == "absent"
+
+
+def test_show_doc_problems(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = str(library / "broken.safetensors")
+    code, out, _ = run(capsys, "show", broken, "--doc", "--json", "--store", str(library / "s"))
+    assert code == 1 and json.loads(out)["status"] == "problem"
+    code, out, err = run(capsys, "show", broken, "--doc", "--store", str(library / "s"))
+    assert code == 1 and out == "" and "truncated" in err
+    code, _, err = run(capsys, "show", str(library / "missing.safetensors"), "--doc")
+    assert code == 2 and "no such file" in err

@@ -68,3 +68,25 @@ def test_garbage_file_is_classified_as_corruption(tmp_path):
         Catalog(path)
     assert is_corruption(info.value)
     assert not is_corruption(sqlite3.OperationalError("database is locked"))
+
+
+def test_schema_1_catalog_is_migrated_in_place(tmp_path):
+    """A store written before snapshot rows knew their file keeps its rows (path NULL)."""
+    from pixtention.curator.catalog import MIGRATIONS
+
+    path = tmp_path / "c.sqlite"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute("INSERT INTO snapshot VALUES (0, 0, '{}')")
+    conn.commit()
+    conn.close()
+    cat = Catalog(path)
+    try:
+        assert cat.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        assert cat.read_snapshot() == [(0, 0, "{}")]
+        assert cat.count("snapshot", "WHERE path IS NULL") == 1
+        assert cat.stale_snapshot_rows("any") == [0]  # such rows are replaced on next publish
+    finally:
+        cat.close()

@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -118,12 +119,89 @@ def _show_lines(info) -> list[str]:
     return lines
 
 
+def doc_to_json(view) -> dict[str, Any]:
+    """The JSON document ``show --doc --json`` prints for one ``DocumentView``."""
+    doc = view.document
+    return {
+        "path": view.path,
+        "status": "ok",
+        "name": view.name,
+        "fingerprint": view.fingerprint,
+        "document": {
+            "text": doc.text,
+            "digest": view.digest,
+            "fields": dict(doc.fields),
+            "kind": doc.kind,
+            "triggers": list(doc.triggers),
+            "embedded_triggers": list(doc.embedded_triggers),
+            "prompt_only_triggers": _prompt_only(doc),
+        },
+        "root": view.root,
+        "captions": list(view.captions),
+        "store": None if view.store is None else {"path": view.store, "state": view.store_state},
+    }
+
+
+def _prompt_only(doc) -> list[str]:
+    """Triggers whose words are all left out of the embedded text (``sks``, ``ohwx``, hashes)."""
+    from pixtention.curator.documents import embeddable_trigger
+
+    return [t for t in doc.triggers if not embeddable_trigger(t)]
+
+
+_STORE_STATES = {
+    "current": "indexed with this text",
+    "stale": "indexed with another text; run `python -m pixtention index` to refresh",
+    "absent": "not in this store",
+}
+
+
+def _doc_lines(view) -> list[str]:
+    doc = view.document
+    lines = [f"{view.name}: document ({len(doc.text)} characters embedded)"]
+    lines += textwrap.wrap(doc.text, 96, initial_indent="  ", subsequent_indent="  ")
+    lines.append("  fields")
+    lines += [f"    {name:<12} {_one_line(value)}" for name, value in doc.fields.items()]
+    rows = [
+        ("triggers", ", ".join(doc.triggers)),
+        ("embedded", ", ".join(doc.embedded_triggers)),
+        ("prompt only", ", ".join(_prompt_only(doc))),
+        ("folders from", view.root or ""),
+        ("captions", "; ".join(view.captions)),
+        ("store", f"{view.store} ({_STORE_STATES[view.store_state]})" if view.store else ""),
+    ]
+    lines += [f"  {label:<14} {value}" for label, value in rows if value]
+    return lines
+
+
+def _show_doc(args: argparse.Namespace) -> int:
+    from pixtention.curator.inspect_doc import document_for
+    from pixtention.curator.store import resolve_store_dir
+    from pixtention.library import LibraryError
+
+    try:
+        view = document_for(args.file, resolve_store_dir(args.store), root=args.root)
+    except LibraryError as exc:
+        if args.json:
+            _say_json({"path": exc.path, "status": "problem", "reason": exc.reason})
+        else:
+            _say(f"pixtention show: {_one_line(str(exc))}", sys.stderr)
+        return 1
+    if args.json:
+        _say_json(doc_to_json(view))
+    else:
+        _say("\n".join(_doc_lines(view)))
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from pixtention.library import LibraryError, read_adapter
 
     if not os.path.lexists(args.file):
         _say(f"pixtention show: {args.file}: no such file", sys.stderr)
         return 2
+    if args.doc:
+        return _show_doc(args)
     try:
         info = read_adapter(args.file, with_hashes=not args.no_hashes)
     except LibraryError as exc:
@@ -245,11 +323,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     show = commands.add_parser(
         "show",
         help="print what PixTention reads from one adapter file",
-        description="Metadata, base model, kind, rank, modules, hashes and warnings of a file.",
+        description="Metadata, base model, kind, rank, modules, hashes and warnings of a file; "
+        "with --doc, the text the indexer embeds for it.",
     )
     show.add_argument("file")
     show.add_argument("--json", action="store_true", help="print one JSON document")
     show.add_argument("--no-hashes", action="store_true", help="skip the full-file hashes")
+    show.add_argument(
+        "--doc",
+        action="store_true",
+        help="print the document the indexer embeds for this file and its trigger words",
+    )
+    show.add_argument(
+        "--store", help="with --doc: store whose folder themes and captions to use (default: "
+        "the per-user store)",
+    )  # fmt: skip
+    show.add_argument("--root", help="with --doc: the library folder (its sub-folders are themes)")
     show.set_defaults(func=_show)
     doctor = commands.add_parser(
         "doctor",

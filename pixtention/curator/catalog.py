@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pixtention.curator.store import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migration N brings a catalog from schema N-1 to N. Append, never edit, once released.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -42,6 +42,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             id INTEGER PRIMARY KEY, label TEXT NOT NULL, size INTEGER NOT NULL)""",
         """CREATE TABLE snapshot (
             row INTEGER PRIMARY KEY, cluster INTEGER NOT NULL, record TEXT NOT NULL)""",
+    ),
+    # 2: snapshot rows know their file, so a publish can replace only the rows that changed.
+    2: (
+        "ALTER TABLE snapshot ADD COLUMN path BLOB",
+        "CREATE INDEX snapshot_path ON snapshot (path)",
     ),
 }
 
@@ -245,15 +250,37 @@ class Catalog:
             ((fp, embedder, digest, blob) for fp, digest, blob in rows),
         )
 
-    def embedded_adapters(self, embedder: str) -> list[tuple[str, bytes]]:
-        """(record JSON, vector blob) of every adapter with a current vector, ordered by path."""
+    def embedded_adapters(self, embedder: str) -> list[tuple[bytes, str, bytes]]:
+        """(path, record JSON, vector blob) of every adapter with a current vector, by path."""
         rows = self.conn.execute(
-            "SELECT a.record, e.vector FROM adapters a JOIN embeddings e "
+            "SELECT a.path, a.record, e.vector FROM adapters a JOIN embeddings e "
             "ON e.fingerprint = a.fingerprint AND e.embedder = ? AND e.doc_digest = a.doc_digest "
             "ORDER BY a.path",
             (embedder,),
         )
         return list(rows)
+
+    def unpublished_adapters(self, embedder: str) -> list[tuple[bytes, str, bytes]]:
+        """(path, record JSON, vector blob) of current adapters the snapshot lacks or has stale."""
+        rows = self.conn.execute(
+            "SELECT a.path, a.record, e.vector FROM adapters a JOIN embeddings e "
+            "ON e.fingerprint = a.fingerprint AND e.embedder = ? AND e.doc_digest = a.doc_digest "
+            "LEFT JOIN snapshot s ON s.path = a.path AND s.record = a.record "
+            "WHERE s.row IS NULL ORDER BY a.path",
+            (embedder,),
+        )
+        return list(rows)
+
+    def stale_snapshot_rows(self, embedder: str) -> list[int]:
+        """Snapshot rows whose file is gone, changed, or has no current vector (ascending)."""
+        rows = self.conn.execute(
+            "SELECT s.row FROM snapshot s WHERE s.path IS NULL OR NOT EXISTS (SELECT 1 FROM "
+            "adapters a JOIN embeddings e ON e.fingerprint = a.fingerprint AND e.embedder = ? "
+            "AND e.doc_digest = a.doc_digest WHERE a.path = s.path AND a.record = s.record) "
+            "ORDER BY s.row",
+            (embedder,),
+        )
+        return [r for (r,) in rows]
 
     def count(self, table: str, where: str = "") -> int:
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} {where}").fetchone()[0])
@@ -265,12 +292,34 @@ class Catalog:
             "a.fingerprint = embeddings.fingerprint AND a.doc_digest = embeddings.doc_digest)"
         )
 
-    def write_snapshot(self, rows: Iterable[tuple[int, int, str]], clusters) -> None:
-        """Replace the published rows (row, cluster, record JSON) and the cluster table."""
+    def write_snapshot(self, rows: Iterable[tuple[int, int, str, bytes]], clusters) -> None:
+        """Replace the published rows (row, cluster, record JSON, path) and the cluster table."""
         self.conn.execute("DELETE FROM snapshot")
-        self.conn.executemany("INSERT INTO snapshot VALUES (?, ?, ?)", rows)
+        self.conn.executemany("INSERT INTO snapshot (row, cluster, record, path) VALUES "
+                              "(?, ?, ?, ?)", rows)  # fmt: skip
         self.conn.execute("DELETE FROM clusters")
         self.conn.executemany("INSERT INTO clusters VALUES (?, ?, ?)", clusters)
+
+    def patch_snapshot(
+        self,
+        dropped: Iterable[int],
+        moved: Iterable[tuple[int, int]],
+        added: Iterable[tuple[int, int, str, bytes]],
+    ) -> None:
+        """Edit the published rows in place: drop rows, renumber (from, to), add rows, and keep
+        the cluster sizes in step (labels stay those of the last fit). Cost: the rows touched."""
+        for row in dropped:
+            gone = self.conn.execute("SELECT cluster FROM snapshot WHERE row=?", (row,)).fetchone()
+            self.conn.execute("DELETE FROM snapshot WHERE row=?", (row,))
+            self.conn.execute("UPDATE clusters SET size = size - 1 WHERE id=?", (gone[0],))
+        self.conn.executemany(
+            "UPDATE snapshot SET row=? WHERE row=?", ((to, src) for src, to in moved)
+        )
+        for row in added:
+            self.conn.execute(
+                "INSERT INTO snapshot (row, cluster, record, path) VALUES (?, ?, ?, ?)", row
+            )
+            self.conn.execute("UPDATE clusters SET size = size + 1 WHERE id=?", (row[1],))
 
     def read_snapshot(self) -> list[tuple[int, int, str]]:
         return list(self.conn.execute("SELECT row, cluster, record FROM snapshot ORDER BY row"))

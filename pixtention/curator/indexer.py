@@ -1,9 +1,10 @@
 """``index_folder``: the one way a LoRA folder becomes (or refreshes) a searchable store.
 
 Stages, each committed in batches so a killed run keeps its work: scan (stat only) → read
-headers and sidecars of new or changed files → caption previews → embed documents → publish a
-snapshot (clusters + faiss file + records). Readers keep using the previous snapshot until the
-new one is committed in a single transaction.
+headers and sidecars of new or changed files → caption previews → embed documents (bf16 on
+capable CPUs, :mod:`.precision`) → publish a snapshot (clusters + faiss file + records; only the
+changed rows when the clusters still hold, :mod:`.publish`). Readers keep using the previous
+snapshot until the new one is committed in a single transaction.
 """
 
 from __future__ import annotations
@@ -17,24 +18,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from pixtention.curator import clusters as clustering
 from pixtention.curator.captioner import Captioner, CaptionerError, make_captioner
 from pixtention.curator.catalog import Catalog, is_corruption
 from pixtention.curator.documents import Document, build_document, document_digest
 from pixtention.curator.embedder import Embedder, make_embedder
+from pixtention.curator.precision import embed_bulk
 from pixtention.curator.progress import Cancel, Cancelled, ProgressCallback, Reporter
+from pixtention.curator.publish import Publisher
 from pixtention.curator.records import AdapterRecord
 from pixtention.curator.scan import ScannedFile, scan_folder
 from pixtention.curator.serial import info_from_json, info_to_json, record_to_json
 from pixtention.curator.store import (
     CATALOG_NAME,
     StoreError,
-    remove_stale_files,
     resolve_store_dir,
     set_aside,
-    vectors_name,
     writer_lock,
 )
 from pixtention.library.errors import LibraryError
@@ -117,11 +115,6 @@ def _adapter_columns(info: AdapterInfo, caption: str | None) -> dict[str, object
         "record": record_to_json(record),
         "doc_digest": document_digest(doc.text),
     }
-
-
-def _stat_key(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 class _Run:
@@ -264,7 +257,7 @@ class _Run:
         for start in range(0, len(pending), EMBED_BATCH):
             batch = pending[start : start + EMBED_BATCH]
             texts = [json.loads(record)["document"] for _, _, record in batch]
-            vectors = np.ascontiguousarray(self.embedder.embed(texts), dtype=np.float32)
+            vectors = embed_bulk(self.embedder, texts)
             with cat.transaction():
                 cat.put_embeddings(
                     self.embedder.id,
@@ -274,97 +267,8 @@ class _Run:
             self.embedded += len(batch)
             self.reporter.update(min(start + EMBED_BATCH, len(pending)), len(pending))
 
-    def _snapshot_usable(self) -> bool:
-        cat = self.cat
-        if cat.get_meta("snapshot_version") != cat.get_meta("catalog_version", "0"):
-            return False
-        if cat.get_meta("snapshot_embedder") != self.embedder.id:
-            return False
-        name = cat.get_meta("vectors_file")
-        if not name:
-            return True
-        path = self.store / name
-        try:
-            if _stat_key(path) != cat.get_meta("vectors_stat"):  # unchanged files: no re-hash
-                clustering.verify_file(path, cat.get_meta("vectors_digest"))
-        except FileNotFoundError:
-            self._say(f"vector file {name} is missing; rebuilding it")
-            return False
-        except ValueError as exc:
-            self._say(set_aside(path, str(exc)))
-            return False
-        return True
-
-    def _previous_fit(self, n: int, dim: int) -> np.ndarray | None:
-        """Centroids to keep (new vectors join their nearest cluster), or None to re-cluster."""
-        cat = self.cat
-        name = cat.get_meta("vectors_file")
-        if not name or cat.get_meta("fit_embedder") != self.embedder.id:
-            return None
-        n_fit = int(cat.get_meta("n_at_fit", "0"))
-        k_fit = int(cat.get_meta("k_at_fit", "0"))
-        if clustering.needs_refit(n, n_fit, int(cat.get_meta("changes_since_fit", "0")), k_fit):
-            return None
-        try:
-            index = clustering.read_index(
-                self.store / name, int(cat.get_meta("snapshot_rows", "0")), dim
-            )
-        except (ValueError, OSError) as exc:
-            self._say(f"previous vector file {name} is unusable ({exc}); re-clustering")
-            return None
-        return clustering.centroids_of(index)
-
     def _publish(self) -> tuple[bool, int]:
-        cat = self.cat
-        if self._snapshot_usable():
-            return False, len(cat.read_clusters())
-        rows = cat.embedded_adapters(self.embedder.id)
-        self.reporter.stage("publish", 3)
-        records = [json.loads(r) for r, _ in rows]  # ids and clusters are set by the reader
-        generation = int(cat.get_meta("generation", "0")) + 1
-        if rows:
-            vectors = np.frombuffer(b"".join(v for _, v in rows), dtype=np.float32)
-            vectors = vectors.reshape(len(rows), -1)
-            centroids = self._previous_fit(len(rows), vectors.shape[1])
-            refit = centroids is None
-            if refit:
-                centroids = clustering.fit_centroids(vectors, clustering.choose_k(len(rows)))
-            index = clustering.build_index(vectors, centroids)
-            assignment = clustering.assign(index, vectors)
-            self.reporter.update(1, 3)
-            name = vectors_name(generation)
-            digest = clustering.write_index(index, self.store / name)
-        else:
-            refit, centroids, assignment = True, np.zeros((0, 0), "f4"), []
-            name = digest = ""
-        self.reporter.update(2, 3)
-        k = len(centroids)
-        texts = [clustering.cluster_text(r["fields"]) for r in records]
-        labels = clustering.label_clusters(texts, np.asarray(assignment), k)
-        sizes = np.bincount(np.asarray(assignment, dtype=np.int64), minlength=k) if k else []
-        out = [(i, int(c), text) for i, ((text, _), c) in enumerate(zip(rows, assignment))]
-        with cat.transaction():
-            cat.write_snapshot(out, [(c, labels[c], int(sizes[c])) for c in range(k)])
-            cat.drop_orphan_embeddings()
-            for key, value in (
-                ("generation", generation),
-                ("vectors_file", name),
-                ("vectors_digest", digest),
-                ("vectors_stat", _stat_key(self.store / name) if name else ""),
-                ("snapshot_rows", len(records)),
-                ("snapshot_embedder", self.embedder.id),
-                ("snapshot_version", cat.get_meta("catalog_version", "0")),
-                ("dim", centroids.shape[1] if k else 0),
-            ):
-                cat.set_meta(key, value)
-            if refit:
-                cat.set_meta("n_at_fit", len(records))
-                cat.set_meta("k_at_fit", k)
-                cat.set_meta("changes_since_fit", 0)
-                cat.set_meta("fit_embedder", self.embedder.id)
-        remove_stale_files(self.store, keep=name or None)
-        self.reporter.update(3, 3)
-        return True, k
+        return Publisher(self.cat, self.store, self.embedder.id, self.reporter, self._say).publish()
 
 
 def index_folder(

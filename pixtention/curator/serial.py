@@ -7,6 +7,7 @@ re-readable from the file), keeping what documents, ``show`` and the selector us
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -21,10 +22,15 @@ from pixtention.library.info import (
 )
 
 
+@functools.cache
+def _field_names(cls) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
 def _tuples(cls, data: dict[str, Any]):
     """Build dataclass ``cls`` from JSON, turning lists back into tuples and ignoring extras."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+    names = _field_names(cls)  # cached: a reader builds tens of thousands of records
+    return cls(**{k: tuple(v) if type(v) is list else v for k, v in data.items() if k in names})
 
 
 def _flat(obj) -> dict[str, Any]:

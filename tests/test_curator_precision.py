@@ -1,0 +1,76 @@
+"""Bulk embedding precision: bf16 autocast on capable CPUs keeps MiniLM's vector space."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from pixtention.curator.embedder import make_embedder
+from pixtention.curator.precision import (
+    BULK_MIN_TEXTS,
+    bulk_dtype,
+    cpu_has_native_bf16,
+    embed_bulk,
+)
+from tests.test_curator_fixtures import THEMES, HashEmbedder
+
+STYLES = ("oil painting", "pixel art", "pencil sketch", "anime screencap", "photograph")
+
+
+def documents() -> list[str]:
+    """Varied document-like texts, more than one bulk batch threshold."""
+    out = []
+    for (titles, tags, description), style, n in itertools.product(
+        THEMES.values(), STYLES, range(4)
+    ):
+        title = titles[n % len(titles)]
+        out.append(
+            f"{title} {n}. Kind: {tags[-1]}. Tags: {', '.join(tags)}, {style}. {description}"
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return make_embedder()
+
+
+def test_bulk_vectors_agree_with_float32(minilm):
+    texts = documents()
+    assert len(texts) >= BULK_MIN_TEXTS
+    reference = minilm.embed(texts)  # float32, checked against mean pooling elsewhere
+    bulk = embed_bulk(minilm, texts)
+    assert bulk.dtype == np.float32 and bulk.shape == reference.shape
+    np.testing.assert_allclose(np.linalg.norm(bulk, axis=1), 1.0, atol=1e-5)
+    cosine = (bulk * reference).sum(axis=1)
+    assert cosine.min() >= 0.999
+    # each text's nearest other text is the same in both spaces (retrieval is unchanged)
+    ref_sim, bulk_sim = reference @ reference.T, bulk @ reference.T
+    np.fill_diagonal(ref_sim, -1), np.fill_diagonal(bulk_sim, -1)
+    agree = np.mean(ref_sim.argmax(1) == bulk_sim.argmax(1))
+    assert agree >= 0.95
+    if bulk_dtype(minilm, len(texts)) == "bfloat16":
+        assert not np.array_equal(bulk, reference)  # autocast really ran
+    else:
+        np.testing.assert_array_equal(bulk, reference)
+
+
+def test_precision_choice(minilm):
+    many = BULK_MIN_TEXTS
+    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
+    assert bulk_dtype(minilm, many) == expected
+    assert bulk_dtype(minilm, many - 1) == "float32"  # one new file: no bf16 set-up cost
+    assert bulk_dtype(HashEmbedder(), many) == "float32"  # not a torch CPU embedder
+
+    class OnGpu:
+        id, device = "x", "cuda"
+
+    assert bulk_dtype(OnGpu(), many) == "float32"
+
+
+def test_custom_embedders_pass_through_unchanged():
+    emb = HashEmbedder()
+    texts = documents()
+    np.testing.assert_array_equal(embed_bulk(emb, texts), emb.embed(texts))
