@@ -47,6 +47,13 @@ HANDMADE: tuple[tuple[str, dict[str, str]], ...] = (
     ("chibi style, a tiny wizard casting a spell", {"chibi_style": "chibi"}),
     ("8-bit pixel art of a spaceship", {"pixel_art_8bit": "pixel"}),
     ("vintage film photo of a family picnic", {"vintage_film_photo": "film"}),
+    # sentences without commas: prepositions and -ing verbs separate the concepts
+    ("pixel art of a red dragon flying over a neon city",
+     {"pixel_art_8bit": "pixel", "red_dragon": "dragon", "cyberpunk_neon_city": "city"}),
+    ("watercolor painting of a samurai walking through an autumn forest",
+     {"watercolor_wash": "watercolor", "samurai_warrior": "samurai", "autumn_forest": "forest"}),
+    ("a cute cat wearing steampunk goggles",
+     {"cat_character": "cat", "steampunk_goggles": "goggles"}),
     ("a bowl of soup on a kitchen table", {}),
     ("quarterly financial report with a bar chart", {}),
     ("a modern office with glass desks and laptops", {}),
@@ -160,19 +167,26 @@ def load_prompts(data: Path, n: int | None, seed: int) -> list[dict]:
 # ---------------------------------------------------------------- retrieval quality
 
 
-def variants():
+PRUNED_SHARE = 8  # the "pruned" variants score 1/8 of the library: the default budget's share
+# of a 64k library; the default budget scores the whole real library (8.7k) exactly.
+
+
+def variants(n_adapters: int):
     from pixtention.selector import retrieval
     from pixtention.selector.select import DEFAULT_CLUSTERS, DEFAULT_SCORING, DEFAULT_THRESHOLD
 
     dense_only = dataclasses.replace(DEFAULT_SCORING, lexical_share=0.0)
+    hier = dict(clusters=DEFAULT_CLUSTERS)
+    pruned = dict(clusters=DEFAULT_CLUSTERS, budget=max(1, n_adapters // PRUNED_SHARE))
+    shipped = dict(scoring=DEFAULT_SCORING, threshold=DEFAULT_THRESHOLD)
     return {
         "bm25": dict(scoring=retrieval.Scoring(lexical_share=1.0), clusters=None, threshold=1e-9),
         "dense_flat": dict(scoring=dense_only, clusters=None, threshold=-2.0),
-        "dense_hierarchical": dict(scoring=dense_only, clusters=DEFAULT_CLUSTERS, threshold=-2.0),
-        "default": dict(
-            scoring=DEFAULT_SCORING, clusters=DEFAULT_CLUSTERS, threshold=DEFAULT_THRESHOLD
-        ),
-        "default_flat": dict(scoring=DEFAULT_SCORING, clusters=None, threshold=DEFAULT_THRESHOLD),
+        "dense_hierarchical": dict(scoring=dense_only, threshold=-2.0, **hier),
+        f"dense_hier_1/{PRUNED_SHARE}": dict(scoring=dense_only, threshold=-2.0, **pruned),
+        "default": dict(**shipped, **hier),
+        f"default_1/{PRUNED_SHARE}": dict(**shipped, **pruned),
+        "default_flat": dict(**shipped, clusters=None),
     }
 
 
@@ -183,7 +197,7 @@ def evaluate(library, cases: list[dict], k: int = 10) -> dict:
     for case in cases:  # embed every prompt once, so the timings below compare retrieval only
         select(case["prompt"], library, k=k, base_model=case["family"])
     out = {}
-    for name, options in variants().items():
+    for name, options in variants(len(library)).items():
         ranks, abstained, violations, seconds = [], 0, 0, 0.0
         for case in cases:
             started = time.perf_counter()
@@ -211,7 +225,7 @@ def evaluate(library, cases: list[dict], k: int = 10) -> dict:
 def retrieval_quality(args, work: Path) -> dict:
     from pixtention.curator.indexer import index_folder
     from pixtention.curator.library import open_library
-    from pixtention.selector.select import QUERY_CACHE, QUERY_CACHE_SIZE
+    from pixtention.selector.query import QUERY_CACHE, QUERY_CACHE_SIZE
 
     rows = load_prompts(args.data, None, args.seed)
     keep = None
@@ -260,6 +274,11 @@ def retrieval_quality(args, work: Path) -> dict:
             "shipped_hierarchical_keeps_98pct_of_flat_recall@3": d["recall@3"]
             >= 0.98 * d_flat["recall@3"],
             "dense_hierarchical_keeps_98pct_of_flat_recall@3": hier["recall@3"]
+            >= 0.98 * flat["recall@3"],
+            # information, not a target: what cluster-first pruning keeps when it must prune
+            f"(info) dense_hier_1/{PRUNED_SHARE}_keeps_98pct_of_flat_recall@3": metrics[
+                f"dense_hier_1/{PRUNED_SHARE}"
+            ]["recall@3"]
             >= 0.98 * flat["recall@3"],
             "no_base_model_violations": all(
                 m["base_model_violations"] == 0 for m in metrics.values()
@@ -330,12 +349,49 @@ def _scaled(records, vectors, size: int, seed: int):
     return recs, scaled
 
 
+def _embedding_side_by_side(embedder, prompts: list[str]) -> dict:
+    """Embedding one prompt's texts (whole prompt + distinct phrases), interleaved: one padded
+    batch (how session 1 embedded them) against length batches with packed phrases (now)."""
+    import numpy as np
+
+    from pixtention.curator.embedder import TransformersEmbedder
+    from pixtention.selector.prompt import parse_prompt
+    from pixtention.selector.query import distinct_phrases
+
+    padded = TransformersEmbedder(embedder.id, pack=False, padding_slack=float("inf"))
+    padded._model, padded._tokenizer = embedder._load()  # the same weights, loaded once
+    before, now, tokens = [], [], []
+    for prompt in prompts:
+        parsed = parse_prompt(prompt)
+        texts = [parsed.text or "."] + [p.text for p in distinct_phrases(parsed)]
+        encoded = padded._tokenizer(texts, truncation=True, max_length=padded.max_length)
+        tokens.append(sum(len(x) for x in encoded["input_ids"]))
+        for embed, times in ((padded.embed, before), (embedder.embed, now)):
+            t = time.perf_counter()
+            embed(texts)
+            times.append(time.perf_counter() - t)
+
+    def pct(xs, q):
+        return 1000 * float(np.percentile(xs, q))
+
+    return {
+        "tokens_p50": float(np.percentile(tokens, 50)),
+        "tokens_p95": float(np.percentile(tokens, 95)),
+        "padded_p50_ms": pct(before, 50),
+        "padded_p95_ms": pct(before, 95),
+        "packed_p50_ms": pct(now, 50),
+        "packed_p95_ms": pct(now, 95),
+        "ratio_p50": pct(now, 50) / max(pct(before, 50), 1e-9),
+    }
+
+
 def latency(args, work: Path) -> dict:
     import numpy as np
 
     from pixtention.curator.embedder import make_embedder
     from pixtention.curator.library import Library, open_library
-    from pixtention.selector.select import QUERY_CACHE, lexical_index, select
+    from pixtention.selector.query import QUERY_CACHE
+    from pixtention.selector.select import lexical_index, select
 
     base = open_library(work / "civitai" / "store")
     records, vectors = list(base.records), np.asarray(base.vectors)
@@ -343,7 +399,7 @@ def latency(args, work: Path) -> dict:
     rows = load_prompts(args.data, None, args.seed + 1)[: args.latency_queries]
     prompts = [_TAG.sub(" ", r["prompt"]) for r in rows]
     embedder.embed(["warm up"])
-    out = {}
+    out = {"embedding": _embedding_side_by_side(embedder, prompts)}
     for size in args.sizes:
         recs, vecs = _scaled(records, vectors, size, args.seed)
         started = time.perf_counter()
@@ -352,6 +408,14 @@ def latency(args, work: Path) -> dict:
         started = time.perf_counter()
         lexical_index(library)
         bm25_s = time.perf_counter() - started
+        # Unseen prompts after a history of other prompts: each prompt is new, but the cache
+        # holds the phrases of the prompts before it (quality tags repeat across prompts).
+        QUERY_CACHE.clear()
+        history = []
+        for prompt in prompts:
+            t = time.perf_counter()
+            select(prompt, library)
+            history.append(time.perf_counter() - t)
         cold, typing, cached = [], [], []
         for prompt in prompts:
             QUERY_CACHE.clear()
@@ -372,6 +436,8 @@ def latency(args, work: Path) -> dict:
             "clusters": len(library.cluster_labels),
             "cluster_seconds": cluster_s,
             "bm25_build_seconds": bm25_s,
+            "history_p50_ms": pct(history, 50),
+            "history_p95_ms": pct(history, 95),
             "cold_p50_ms": pct(cold, 50),
             "cold_p95_ms": pct(cold, 95),
             "typing_p50_ms": pct(typing, 50),
@@ -403,14 +469,19 @@ def _print(result: dict) -> None:
     d, b = q["variants"]["default"], q["variants"]["bm25"]
     f, h = q["variants"]["dense_flat"], q["variants"]["dense_hierarchical"]
     df = q["variants"]["default_flat"]
+    hp = q["variants"][f"dense_hier_1/{PRUNED_SHARE}"]
+    dp = q["variants"][f"default_1/{PRUNED_SHARE}"]
     print(
         f"ratios: default/bm25 R@3 {d['recall@3'] / max(b['recall@3'], 1e-9):.2f}, "
         f"MRR {d['mrr'] / max(b['mrr'], 1e-9):.2f}; hierarchical/flat R@3: shipped "
         f"{d['recall@3'] / max(df['recall@3'], 1e-9):.3f}, dense only "
-        f"{h['recall@3'] / max(f['recall@3'], 1e-9):.3f}"
+        f"{h['recall@3'] / max(f['recall@3'], 1e-9):.3f}; pruned to 1/{PRUNED_SHARE}: shipped "
+        f"{dp['recall@3'] / max(df['recall@3'], 1e-9):.3f}, dense only "
+        f"{hp['recall@3'] / max(f['recall@3'], 1e-9):.3f}"
     )
     for check, ok in q["checks"].items():
-        print(f"  [{'ok' if ok else 'FAIL'}] {check}")
+        mark = ("yes" if ok else "no") if check.startswith("(info)") else ("ok" if ok else "FAIL")
+        print(f"  [{mark}] {check}")
     hm = result["handmade"]
     print(
         f"\nHand-made set ({hm['cases']} prompts, sample library): binding accuracy "
@@ -421,13 +492,29 @@ def _print(result: dict) -> None:
         print(f"  miss: {failure}")
     print(f"\nLatency of select() incl. prompt embedding (load average {result['load']}):")
     print(
-        f"{'adapters':>9}{'cold p50':>10}{'cold p95':>10}{'typing p50':>12}{'typing p95':>12}"
-        f"{'search p50':>12}{'search p95':>12}{'target p95':>12}"
+        "  cold: cache empty for every prompt (the figure for a prompt never seen); history: a\n"
+        "  new prompt after the others (its common tags cached); typing: one phrase added;\n"
+        "  search: every vector cached"
+    )
+    print(
+        f"{'adapters':>9}{'cold p50':>10}{'cold p95':>10}{'hist p50':>10}{'hist p95':>10}"
+        f"{'typing p50':>12}{'typing p95':>12}{'search p50':>12}{'search p95':>12}"
+        f"{'target p95':>12}"
+    )
+    e = result["latency"]["embedding"]
+    print(
+        f"embedding a prompt + its phrases ({e['tokens_p50']:.0f}/{e['tokens_p95']:.0f} tokens "
+        f"p50/p95), side by side: one padded batch {e['padded_p50_ms']:.1f}/"
+        f"{e['padded_p95_ms']:.1f} ms, packed {e['packed_p50_ms']:.1f}/{e['packed_p95_ms']:.1f} ms"
+        f" (ratio {e['ratio_p50']:.2f})"
     )
     for size, m in result["latency"].items():
+        if size == "embedding":
+            continue
         target = f"{m['target_p95_ms']:.0f}" if m["target_p95_ms"] else "-"
         print(
             f"{size:>9}{m['cold_p50_ms']:>10.1f}{m['cold_p95_ms']:>10.1f}"
+            f"{m['history_p50_ms']:>10.1f}{m['history_p95_ms']:>10.1f}"
             f"{m['typing_p50_ms']:>12.1f}{m['typing_p95_ms']:>12.1f}"
             f"{m['retrieval_only_p50_ms']:>12.1f}{m['retrieval_only_p95_ms']:>12.1f}{target:>12}"
         )
@@ -466,7 +553,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result, indent=1))
     else:
         _print(result)
-    ok = all(result["retrieval"]["checks"].values())
+    checks = result["retrieval"]["checks"]
+    ok = all(v for k, v in checks.items() if not k.startswith("(info)"))
     return 0 if ok else 1
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pixtention.curator.embedder import (
     DEFAULT_EMBEDDER,
     EmbedderError,
     TransformersEmbedder,
+    length_batches,
     make_embedder,
+    pack_rows,
 )
 
 
@@ -63,6 +67,42 @@ def test_batching_keeps_order(minilm):
     small = TransformersEmbedder(batch_size=2)
     small._model, small._tokenizer = minilm._load()
     np.testing.assert_allclose(small.embed(texts), minilm.embed(texts), atol=2e-5)
+
+
+def test_packed_phrases_get_the_vectors_they_get_alone(minilm):
+    texts = [
+        "masterpiece",
+        "a red dragon flying over a neon city at night, rain, reflections",
+        "",
+        "pixel art",
+        " ".join(["very long prompt"] * 80),  # truncated at max_length: a row of its own
+        "猫",
+        "blue sky",
+    ]
+    model = minilm._load()
+    alone = TransformersEmbedder(pack=False)
+    alone._model, alone._tokenizer = model
+    packed = minilm.embed(texts)
+    assert minilm._packs is True  # BERT on this transformers: packing is in use
+    np.testing.assert_allclose(packed, alone.embed(texts), atol=2e-5)
+    one_by_one = np.concatenate([alone.embed([t]) for t in texts])
+    np.testing.assert_allclose(packed, one_by_one, atol=2e-5)
+    assert minilm.embed([]).shape == (0, 384)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 300), max_size=40), st.integers(1, 8), st.integers(8, 128))
+def test_rows_and_batches_hold_every_text_once(lengths, max_batch, capacity):
+    rows = pack_rows(lengths, capacity)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    for row in rows:
+        assert len(row) == 1 or sum(lengths[i] for i in row) <= capacity
+    batches = length_batches(lengths, max_batch, 1.25)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert len(batch) <= max_batch
+        assert len(batch) == 1 or padded <= 1.25 * sum(lengths[i] for i in batch) + 1e-9
 
 
 def test_unloadable_model_says_which_and_why(tmp_path):

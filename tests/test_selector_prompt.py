@@ -165,3 +165,90 @@ def test_any_text_parses_with_consistent_spans(prompt: str) -> None:
         assert set(phrase.text) - {" "} <= set(prompt)
     for tag in parsed.tags:
         assert WEBUI_TAG.fullmatch(prompt[slice(*tag.span)])
+
+
+def test_sentences_split_at_prepositions_light_verbs_and_actions() -> None:
+    prompt = "pixel art of a red dragon flying over a neon city"
+    parsed = parse_prompt(prompt)
+    assert [p.text for p in parsed.phrases] == [
+        "pixel art",
+        "a red dragon",
+        "flying",
+        "a neon city",
+    ]
+    assert [prompt[slice(*p.span)] for p in parsed.phrases] == [p.text for p in parsed.phrases]
+    assert texts("a girl wearing a red dress holding a sword") == [
+        "a girl",
+        "a red dress",
+        "a sword",
+    ]
+    assert texts("a knight in plate armor guarding a castle gate") == [
+        "a knight",
+        "plate armor",
+        "guarding a castle gate",
+    ]
+    # -ing words that name things are not actions; "is" before a verb is not a noun
+    assert texts("a beautiful oil painting of a lake at sunset") == [
+        "a beautiful oil painting",
+        "a lake",
+        "sunset",
+    ]
+    assert texts("photo of a cat is sleeping") == ["photo", "a cat is sleeping"]
+    # emphasis inside a sentence: spans still cover the words as written
+    prompt = "masterpiece, (red dragon:1.2) flying over a (neon city:0.9)"
+    parsed = parse_prompt(prompt)
+    assert [p.text for p in parsed.phrases] == [
+        "masterpiece",
+        "red dragon",
+        "flying",
+        "a neon city",
+    ]
+    assert [prompt[slice(*p.span)] for p in parsed.phrases] == [
+        "masterpiece",
+        "red dragon",
+        "flying",
+        "a (neon city",
+    ]
+
+
+def test_short_tags_with_prepositions_stay_whole() -> None:
+    tags = "looking at viewer, hand on hip, cup of tea, from behind, girl on fire"
+    assert texts(tags) == ["looking at viewer", "hand on hip", "cup of tea", "from behind",
+                           "girl on fire"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["a", "red", "dragon", "of", "over", "flying", "wearing", "city", "painting", ","]
+        ),
+        max_size=14,
+    ).map(" ".join)
+)
+def test_sentence_phrases_are_the_words_between_cuts(prompt: str) -> None:
+    """Reference: walk the words, cut at prepositions/light verbs (dropped) and before an -ing
+    verb that follows a content word, but only inside comma pieces of four words or more."""
+    expected: list[str] = []
+    for piece in prompt.split(","):
+        words = piece.split()
+        if len(words) < 4:
+            chunks = [words]
+        else:
+            chunks, current, previous = [], [], None
+            for w in words:
+                if w in ("of", "over", "wearing"):
+                    chunks.append(current)
+                    current, previous = [], None
+                    continue
+                if w == "flying" and previous not in (None, "a", "of", "over"):
+                    chunks.append(current)
+                    current = []
+                current.append(w)
+                previous = w
+            chunks.append(current)
+        for chunk in chunks:
+            if chunk and not all(w in ("a", "of") for w in chunk):
+                expected.append(" ".join(chunk))
+    assert texts(prompt) == expected
+    assert texts(prompt) == texts(prompt)  # deterministic

@@ -218,3 +218,20 @@ def test_empty_library_and_foreign_vectors(embedder) -> None:
     other = Library(foreign.records, None, [], "old/embedder", embedder)
     with pytest.raises(EmbedderError, match="re-index"):
         select("watercolor", other)
+
+
+def test_cached_vectors_never_hide_another_embedder(library) -> None:
+    select("a red dragon", library)  # every vector of this prompt is cached now
+    configured = TransformersEmbedder("some/other-model")
+    other = Library(library.records, None, [], library.embedder_id, configured)
+    with pytest.raises(EmbedderError, match="re-index"):
+        select("a red dragon", other)
+
+
+def test_triggers_are_inserted_whole_next_to_their_phrase(library) -> None:
+    prompt = "a majestic knight on a horse"
+    (pick,) = select(prompt, library, k=1, base_model="sd1")
+    assert pick.name == "knight_armor" and pick.phrase == "a majestic knight"
+    assert pick.triggers == ("knightarmor",)
+    again = select(apply_picks(prompt, [pick]), library, k=1, base_model="sd1")
+    assert again[0].name == "knight_armor" and again[0].triggers == ()

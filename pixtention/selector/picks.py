@@ -36,8 +36,8 @@ class Pick:
     ``phrase_span`` indexes the original prompt (tags included) and ``stripped_span`` the
     tag-stripped prompt the WebUI tokenises; both are None when the prompt has no phrase
     (a pin on an empty prompt: the adapter then applies everywhere). ``weight`` is the UNet
-    multiplier; ``triggers`` are the words :func:`apply_picks` inserts after the phrase (never
-    words the prompt already has).
+    multiplier; ``triggers`` are the words :func:`apply_picks` inserts after the phrase (a whole
+    trigger item, never one the prompt already contains).
     """
 
     name: str

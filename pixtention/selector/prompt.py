@@ -4,9 +4,11 @@ The WebUI first strips every ``<kind:args>`` extra-network tag (``modules/extra_
 then splits sub-prompts on ``AND``, expands prompt editing ``[a:b:n]`` / alternation ``[a|b]``
 and finally reads emphasis ``(x)``, ``(x:1.3)``, ``[x]`` and ``BREAK`` while tokenising. This
 module reads the same syntax in one linear scan (no parser that can fail on unbalanced input) and
-cuts the plain words into concept phrases at commas, ``BREAK``/``AND``, the alternatives of a
-prompt-editing bracket and the words "and", "with", "in". Every phrase keeps its span in the
-original prompt and in the tag-stripped prompt, which is the text the WebUI tokenises.
+cuts the plain words into concept phrases at ``BREAK``/``AND``, the alternatives of a
+prompt-editing bracket and the boundaries of :mod:`pixtention.selector.phrases` (punctuation,
+"and"/"with"/"in", and inside sentences prepositions, light verbs and -ing verbs). Every phrase
+keeps its span in the original prompt and in the tag-stripped prompt, which is the text the
+WebUI tokenises.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
+
+from pixtention.selector.phrases import STOPWORDS, concept_pieces
 
 # The WebUI's own pattern for extra-network tags (modules/extra_networks.py: re_extra_net).
 _TAG = re.compile(r"<(\w+):([^>]+)>")
@@ -25,40 +29,12 @@ _EDIT_STEP = re.compile(r":\s*" + _NUMBER + r"\s*\]")
 # `:1.2` at the end of an AND sub-prompt (A1111's re_weight).
 _SUBPROMPT_WEIGHT = re.compile(r":\s*" + _NUMBER + r"\s*(?=AND\b|$)")
 _WORD_CHAR = re.compile(r"\w")
-# Where one concept ends and the next begins, read on the syntax-free view of the prompt.
-_BOUNDARY = re.compile(
-    r"[,;\n|，、；。！？!?]|\.(?=\s|$)|\b(?:and|with|in)\b", re.IGNORECASE | re.UNICODE
-)
 _EDGE_CHARS = " \t\r:;'\"`-_*~"
 NETWORK_KINDS = ("lora", "lyco", "hypernet")
 
 _CONTENT, _SYNTAX, _BREAK, _ESCAPE = 0, 1, 2, 3
 _VIEW_CHAR = {_SYNTAX: " ", _BREAK: "\n", _ESCAPE: "\x00"}
-# Phrases made only of these words name no concept.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "on",
-        "at",
-        "to",
-        "for",
-        "by",
-        "from",
-        "as",
-        "is",
-        "are",
-        "be",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-    ]
-)
+__all__ = ["STOPWORDS", "ParsedPrompt", "Phrase", "PromptTag", "parse_prompt"]
 
 
 @dataclass(frozen=True)
@@ -289,11 +265,7 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
     view = "".join(ch if c == _CONTENT else _VIEW_CHAR[c] for ch, c in zip(prompt, cls))
     to_stripped = _strip_offsets(tag_spans)
     phrases: list[Phrase] = []
-    cuts = [0]
-    for m in _BOUNDARY.finditer(view):
-        cuts.extend(m.span())
-    cuts.append(len(view))
-    for a, b in zip(cuts[0::2], cuts[1::2]):
+    for a, b in concept_pieces(view):
         piece = view[a:b]
         lead = len(piece) - len(piece.lstrip(_EDGE_CHARS))
         trail = len(piece.rstrip(_EDGE_CHARS))

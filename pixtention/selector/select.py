@@ -1,7 +1,8 @@
 """``select(prompt, library)``: the adapters a prompt needs, each bound to the phrase it serves.
 
-One batched embedding call (whole prompt + every phrase), one faiss search (clusters first, then
-adapters inside the ``clusters`` nearest clusters of each query), BM25 over the same documents,
+One batched embedding call (whole prompt + every phrase), clusters first (each query row's
+nearest clusters, within a budget of adapters, see :mod:`pixtention.selector.probe`), exact
+scores of the adapters inside them plus the lexical top hits, BM25 over the same documents,
 and a hybrid score; then the hard filters (base-model family, excludes, explicit tags), the
 abstention threshold, the per-phrase cap and top-K. See design §5.
 """
@@ -11,19 +12,19 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from pixtention.curator.embedder import EmbedderError
 from pixtention.curator.records import AdapterRecord
 from pixtention.library.base_model import parse_hint
 from pixtention.library.info import BASE_FAMILIES
 from pixtention.selector import retrieval
 from pixtention.selector.picks import Evidence, FieldMatch, Pick
+from pixtention.selector.probe import DEFAULT_BUDGET, ClusterIndex, probe
 from pixtention.selector.prompt import STOPWORDS, ParsedPrompt, Phrase, PromptTag, parse_prompt
+from pixtention.selector.query import Query, embed_query
 from pixtention.selector.triggers import choose_triggers, choose_weight, words
 
 log = logging.getLogger("pixtention.selector")
@@ -32,10 +33,9 @@ MODES = ("auto", "regionalise", "both", "suggest")
 DEFAULT_CLUSTERS = 12
 DEFAULT_THRESHOLD = 0.2
 DEFAULT_SCORING = retrieval.Scoring()
-MAX_PHRASES = 64  # phrases embedded per prompt; a 5,000-token prompt is cut here, not refused
-CANDIDATES_PER_QUERY = 128  # dense neighbours kept per query vector (prompt and each phrase)
+LEXICAL_CANDIDATES = 256  # BM25 top hits scored besides the probed clusters' adapters
+MIN_CANDIDATES = 128  # fewer compatible candidates than this: score the whole family
 MAX_FAMILY_SCAN = 20_000  # a family this small is scored whole when its clusters are missed
-QUERY_CACHE_SIZE = 4096  # query texts whose vectors are kept (≈ 6 MB for 384-d vectors)
 MAX_EVIDENCE_TERMS = 8
 _LORA_KINDS = ("lora", "lyco")
 # Words too common to count as evidence that a document field matched.
@@ -57,23 +57,14 @@ def base_family(base_model: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Query:
-    """The prompt as queried: its parse, the unique phrase texts and their vectors."""
-
-    parsed: ParsedPrompt
-    phrases: tuple[Phrase, ...]  # first occurrence of each distinct phrase text, ≤ MAX_PHRASES
-    vectors: np.ndarray  # row 0: whole prompt; row 1 + i: phrases[i]
-    weights: np.ndarray  # phrase specificity ** Scoring.phrase_idf_power, one per phrase
-
-
-@dataclass(frozen=True)
 class _LibraryStats:
-    """What select() derives from a library once: BM25 over its documents, and each row's
-    base-model family (for the filter's fallback)."""
+    """What select() derives from a library once: BM25 over its documents, each row's
+    base-model family (for the filter's fallback) and its clusters as flat arrays."""
 
     size: int
     bm25: retrieval.BM25
     families: np.ndarray  # (N,) str
+    clusters: ClusterIndex
 
 
 _STATS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -89,6 +80,9 @@ def _stats(library) -> _LibraryStats:
                 len(library),
                 retrieval.BM25([r.document for r in records]),
                 np.array([r.base_family for r in records]),
+                ClusterIndex.build(
+                    library.centroids, np.array([r.cluster for r in records], dtype=np.int64)
+                ),
             )
             _STATS[library] = cached
         return cached
@@ -99,77 +93,6 @@ def lexical_index(library) -> retrieval.BM25:
     return _stats(library).bm25
 
 
-class _VectorCache:
-    """Recent query texts → vectors, per embedder: a prompt typed a word at a time keeps most
-    of its phrases, and prompts share their quality tags, so most phrases embed only once."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str]) -> np.ndarray | None:
-        with self._lock:
-            vector = self._items.get(key)
-            if vector is not None:
-                self._items.move_to_end(key)
-            return vector
-
-    def put(self, key: tuple[str, str], vector: np.ndarray) -> None:
-        with self._lock:
-            self._items[key] = vector
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-QUERY_CACHE = _VectorCache(QUERY_CACHE_SIZE)
-
-
-def _embed_cached(library, texts: list[str]) -> np.ndarray:
-    """Vectors of ``texts``; the ones not cached are embedded in one batched call."""
-    model = library.embedder_id
-    found = {t: QUERY_CACHE.get((model, t)) for t in dict.fromkeys(texts)}
-    missing = [t for t, v in found.items() if v is None]
-    if missing:
-        for text, vector in zip(missing, np.asarray(library.embed(missing), dtype=np.float32)):
-            found[text] = vector
-            QUERY_CACHE.put((model, text), vector)
-    return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
-
-
-def _embed_query(
-    parsed: ParsedPrompt, library, bm25: retrieval.BM25, scoring: retrieval.Scoring
-) -> _Query:
-    seen: set[str] = set()
-    phrases: list[Phrase] = []
-    for phrase in parsed.phrases:
-        key = phrase.text.lower()
-        if key not in seen:
-            seen.add(key)
-            phrases.append(phrase)
-        if len(phrases) >= MAX_PHRASES:
-            break
-    texts = [parsed.text or parsed.stripped.strip() or "."] + [p.text for p in phrases]
-    vectors = _embed_cached(library, texts)
-    stored = library.vectors
-    if stored.ndim == 2 and stored.shape[1] and vectors.shape[1] != stored.shape[1]:
-        raise EmbedderError(
-            f"query vectors have {vectors.shape[1]} dimensions but the index has "
-            f"{stored.shape[1]}: it was built with another embedder; rebuild it with "
-            "`python -m pixtention index FOLDER`"
-        )
-    weights = np.array(
-        [retrieval.phrase_specificity(bm25, p.text) ** scoring.phrase_idf_power for p in phrases],
-        dtype=np.float32,
-    )
-    return _Query(parsed, tuple(phrases), vectors, weights)
-
-
 @dataclass(frozen=True)
 class _Scored:
     """Scores of candidate adapters (parallel arrays) against one query."""
@@ -178,40 +101,34 @@ class _Scored:
     score: np.ndarray
     dense: np.ndarray
     lexical: np.ndarray
-    phrase: np.ndarray  # index into _Query.phrases, -1 when the prompt has no phrase
+    phrase: np.ndarray  # index into Query.phrases, -1 when the prompt has no phrase
     phrase_score: np.ndarray
 
 
-def _score(
-    query: _Query, library, ids: np.ndarray, lexical_all: np.ndarray | None, scoring
-) -> _Scored:
+def _score(query: Query, library, ids: np.ndarray, lexical_all: np.ndarray, scoring) -> _Scored:
     sims = retrieval.cosine(query.vectors, library.vectors[ids])
     dense, best = retrieval.dense_scores(sims, scoring.prompt_share, query.weights)
     phrase_score = sims[1 + best, np.arange(len(ids))] if len(query.phrases) else np.zeros(len(ids))
-    lexical = (
-        retrieval.squash(lexical_all[ids], scoring.bm25_half)
-        if lexical_all is not None
-        else np.zeros(len(ids), np.float32)
-    )
+    lexical = retrieval.squash(lexical_all[ids], scoring.bm25_half)
     score = retrieval.hybrid_scores(dense, lexical, scoring.lexical_share)
     return _Scored(ids, score, dense, lexical, best, phrase_score)
 
 
 def _candidates(
-    query: _Query, library, clusters: int | None, lexical_all: np.ndarray | None, k: int
+    query: Query,
+    library,
+    clusters: int | None,
+    lexical_all: np.ndarray,
+    budget: int,
 ) -> np.ndarray:
-    """Adapter ids worth scoring: the dense neighbours inside the probed clusters, plus the
-    lexical top hits when the score has a lexical part; every adapter when ``clusters`` is None.
-    """
-    n = len(library)
+    """Adapter ids worth scoring: those in the probed clusters plus the lexical top hits (an
+    adapter that shares the prompt's rare words is worth scoring whatever its cluster); every
+    adapter when ``clusters`` is None."""
     if clusters is None:
-        return np.arange(n)
-    per_query = max(CANDIDATES_PER_QUERY, 4 * k)
-    _, ids = library.search(query.vectors, per_query, clusters)
-    found = [ids[ids >= 0].ravel()]
-    if lexical_all is not None:
-        found.append(retrieval.top_k(lexical_all, per_query))
-    return np.unique(np.concatenate(found)).astype(np.int64)
+        return np.arange(len(library))
+    found = probe(_stats(library).clusters, query.vectors, clusters, budget)
+    lexical = retrieval.top_k(lexical_all, LEXICAL_CANDIDATES)
+    return np.unique(np.concatenate([found, lexical])).astype(np.int64)
 
 
 def _matched_fields(record: AdapterRecord, text: str) -> tuple[FieldMatch, ...]:
@@ -226,7 +143,7 @@ def _matched_fields(record: AdapterRecord, text: str) -> tuple[FieldMatch, ...]:
 
 def _make_pick(
     record: AdapterRecord,
-    query: _Query,
+    query: Query,
     scored: _Scored,
     row: int,
     *,
@@ -240,7 +157,7 @@ def _make_pick(
         weight, weight_source, triggers = tag.weight, "prompt", ()
     else:
         weight, weight_source = choose_weight(record.preferred_weight, record.weight_source)
-        triggers = choose_triggers(record.triggers, parsed.text, phrase_text, record.title)
+        triggers = choose_triggers(record.triggers, parsed.prompt, phrase_text, record.title)
     score = float(scored.score[row])
     evidence = Evidence(
         score=score,
@@ -297,13 +214,16 @@ def select(
     pins: Sequence[str] = (),
     mode: str = "auto",
     scoring: retrieval.Scoring = DEFAULT_SCORING,
+    budget: int = DEFAULT_BUDGET,
 ) -> list[Pick]:
     """The adapters ``prompt`` needs from ``library``, best first within each source.
 
     Returns the user's own ``<lora:…>`` tags as picks (modes "regionalise" and "both", with
     their written weights), then ``pins`` (names or hashes, always kept when compatible), then
     automatic picks (modes "auto", "both" and "suggest") until ``k`` pins + automatic picks.
-    ``clusters`` is how many clusters each query probes (None: score every adapter);
+    Clusters are probed nearest first for each query row in turn, at least ``clusters`` of
+    them and more while the adapters scored stay within ``budget`` (``clusters=None``: score
+    every adapter);
     ``base_model`` (e.g. "sd1", "sdxl", "pony") hides adapters of another family; adapters
     scoring below ``threshold`` are never picked automatically, so an unrelated prompt gets none.
     """
@@ -329,8 +249,8 @@ def select(
         return []
 
     bm25 = lexical_index(library)
-    query = _embed_query(parsed, library, bm25, scoring)
-    lexical_all = bm25.scores(parsed.text) if scoring.lexical_share > 0 else None
+    query = embed_query(parsed, library, bm25, scoring)
+    lexical_all = bm25.scores(parsed.text)  # candidates and evidence, whatever its share
     picks: list[Pick] = []
     taken: set[int] = {r.id for _, r in user}  # explicit tags are never auto-picked again
 
@@ -359,14 +279,14 @@ def select(
     n_auto = k - sum(p.source == "pinned" for p in picks)
     if want_auto and n_auto > 0:
         picks += _auto_picks(
-            query, library, clusters, lexical_all, scoring, family, threshold, per_phrase,
-            n_auto, taken | excluded,
+            query, library, clusters, budget, lexical_all, scoring, family, threshold,
+            per_phrase, n_auto, taken | excluded,
         )  # fmt: skip
     return picks
 
 
 def _bound_phrase(
-    query: _Query, parsed: ParsedPrompt, scored: _Scored, tag: PromptTag | None
+    query: Query, parsed: ParsedPrompt, scored: _Scored, tag: PromptTag | None
 ) -> Phrase | None:
     """A user tag's phrase is the one it follows; otherwise the most similar phrase."""
     if tag is not None and tag.follows is not None:
@@ -376,10 +296,11 @@ def _bound_phrase(
 
 
 def _auto_picks(
-    query: _Query,
+    query: Query,
     library,
     clusters: int | None,
-    lexical_all: np.ndarray | None,
+    budget: int,
+    lexical_all: np.ndarray,
     scoring: retrieval.Scoring,
     family: str | None,
     threshold: float,
@@ -387,19 +308,23 @@ def _auto_picks(
     n: int,
     skip: set[int],
 ) -> list[Pick]:
-    ids = _candidates(query, library, clusters, lexical_all, n)
+    ids = _candidates(query, library, clusters, lexical_all, budget)
     records = library.records
-    keep = [i for i in ids.tolist() if i not in skip and _compatible(records[i], family)]
-    if family is not None and clusters is not None and len(keep) < CANDIDATES_PER_QUERY:
+    families = _stats(library).families
+    skipped = np.fromiter(skip, dtype=np.int64, count=len(skip))
+    ok = ~np.isin(ids, skipped)
+    if family is not None:
+        ok &= (families[ids] == family) | (families[ids] == "unknown")
+    keep = ids[ok]
+    if family is not None and clusters is not None and len(keep) < MIN_CANDIDATES:
         # The probed clusters hold few adapters of this family (a minority family, e.g. SD2
         # in an SD1 library): its adapters are few enough to score them all.
-        families = _stats(library).families
         allowed = np.flatnonzero((families == family) | (families == "unknown"))
         if len(allowed) <= MAX_FAMILY_SCAN:
-            keep = sorted(set(keep) | (set(allowed.tolist()) - skip))
-    if not keep:
+            keep = np.union1d(keep, allowed[~np.isin(allowed, skipped)])
+    if not len(keep):
         return []
-    scored = _score(query, library, np.asarray(keep, dtype=np.int64), lexical_all, scoring)
+    scored = _score(query, library, keep.astype(np.int64), lexical_all, scoring)
     per: dict[int, int] = {}
     picks: list[Pick] = []
     for row in np.argsort(-scored.score, kind="stable").tolist():

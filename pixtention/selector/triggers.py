@@ -5,9 +5,9 @@ An adapter usually lists many trained words: its name or activation token, then 
 prompt and shifts every token position, so a pick gets the *smallest* set that names its
 concept: one trigger item among those that share a word with the adapter's title or hold an
 activation token (``sks``-like), preferring the activation token, then the item closest to the
-bound phrase — and none at all when the prompt
-already names the concept (inserting "plate" next to "knight in armor" says nothing new). Words
-the prompt already has are never inserted again.
+bound phrase — and none at all when the prompt already contains a naming item as a phrase.
+An item is inserted whole or not at all: half an item ("plate" out of "plate knight") is not
+what the adapter was trained on.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from pixtention.selector.picks import Pick
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SYNTAX = re.compile(r"[()\[\]{}<>]|:\s*[-+]?(?:\d+\.?\d*|\.\d+)")
-# Words that may repeat without saying anything twice.
+_NETWORK_TAG = re.compile(r"<\w+:[^>]+>")
+# Where one tag or clause of a prompt ends: an item never spans one of these.
+_PIECE_END = re.compile(r"[,;|\n，、；。！？!?]|\.(?=\s|$)|\bBREAK\b|\bAND\b")
+# Words that carry no concept on their own ("of" in "dragon of fire").
 _FREE_WORDS = frozenset(
     ["a", "an", "the", "of", "on", "at", "to", "for", "by", "in", "and", "with", "from", "as"]
 )
@@ -47,21 +50,29 @@ def trigger_items(triggers: Iterable[str]) -> list[str]:
     return items
 
 
-def _already_named(item: str, present: set[str]) -> bool:
-    """The prompt names ``item`` when it has its activation tokens and most of its words."""
-    item_words = [w for w in words(item) if w not in _FREE_WORDS] or words(item)
-    if any(is_gibberish_word(w) and w not in present for w in item_words):
+def prompt_pieces(prompt: str) -> list[tuple[str, ...]]:
+    """The prompt's tags/clauses as word tuples, extra-network tags and emphasis removed."""
+    text = _SYNTAX.sub(" ", _NETWORK_TAG.sub(" ", prompt))
+    return [tuple(words(piece)) for piece in _PIECE_END.split(text)]
+
+
+def contains_item(pieces: Sequence[tuple[str, ...]], item: str) -> bool:
+    """Whether ``item``'s words appear together, in order, inside one piece of the prompt."""
+    wanted = tuple(words(item))
+    n = len(wanted)
+    if not n:
         return False
-    return 2 * sum(w in present for w in item_words) > len(item_words)
+    return any(piece[i : i + n] == wanted for piece in pieces for i in range(len(piece) - n + 1))
 
 
 def choose_triggers(
-    triggers: Sequence[str], prompt_text: str, phrase: str = "", title: str = ""
+    triggers: Sequence[str], prompt: str, phrase: str = "", title: str = ""
 ) -> tuple[str, ...]:
-    """The smallest trigger set naming the adapter's concept that the prompt does not yet say.
+    """The trigger item naming the adapter's concept, unless the prompt already says it.
 
-    Returns () when the adapter has no triggers or the prompt already names the concept (has
-    a naming item's activation tokens and most of its words).
+    ``prompt`` is the prompt as written (tags and emphasis are ignored). Returns () when the
+    adapter has no triggers or the prompt contains a naming item as a phrase (case-insensitive),
+    else one whole item.
     """
     items = trigger_items(triggers)
     if not items:
@@ -72,8 +83,8 @@ def choose_triggers(
         for item in items
         if title_words.intersection(words(item)) or any(map(is_gibberish_word, words(item)))
     ] or items[:1]
-    present = set(words(prompt_text))
-    if any(_already_named(item, present) for item in naming):
+    pieces = prompt_pieces(prompt)
+    if any(contains_item(pieces, item) for item in naming):
         return ()
     phrase_words = set(words(phrase))
     best = max(
@@ -83,16 +94,7 @@ def choose_triggers(
             len(phrase_words.intersection(words(item))),  # the outfit/variant the phrase names
         ),
     )
-    if not present.intersection(words(best)):
-        return (best,)
-    missing = [
-        w for w in _WORD.findall(best) if w.lower() in _FREE_WORDS or w.lower() not in present
-    ]
-    while missing and missing[0].lower() in _FREE_WORDS:
-        missing.pop(0)
-    while missing and missing[-1].lower() in _FREE_WORDS:
-        missing.pop()
-    return (" ".join(missing),) if missing else ()
+    return (best,)
 
 
 def choose_weight(
