@@ -1,9 +1,10 @@
 """Integrator benchmark: per-step cost of region-gated LoRAs against the plain UNet.
 
 Full-size SD1.5 UNet architecture (random weights), fp32 on CPU, batch 2 (cond + uncond), a
-reduced latent. Every configuration is timed in the same run, interleaved round by round, and
-reported as the ratio of its fastest round to the plain UNet's fastest (the round least
-disturbed by other processes on a shared machine):
+reduced latent. Every configuration is timed in the same run, round by round (the order rotates
+each round), and reported as the median over rounds of its time over that round's plain UNet
+time; the fastest-round ratio and the spread are printed too, since other processes share the
+machine:
 
 plain · capture alone · merged-weights LoRA · unmerged global LoRA (WebUI ``lora_functional``)
 · PixTention gated K = 1, 2, 4, 8 (rank 32, kohya's standard targets) · gated K = 4 LoCon
@@ -12,7 +13,9 @@ region, as latent-couple style tools do).
 
 Also printed: the analytic FLOP floor of each configuration (extra multiply-adds of the
 low-rank paths, attention branches and capture over the plain UNet's), and the extra peak
-memory of gated K = 4 (transient RSS peak over the plain call's, plus the adapters' factors).
+memory of gated K = 4 at a 64×64 latent (``--memory-latent``): the process's peak resident set
+during attach + one gated call over its peak during one plain call (``VmHWM``, reset between
+the two), which includes the adapters' factors as the session holds them.
 
 ``python -m pixtention bench integrator [--quick] [--json] [--latent N] [--rounds N]``
 """
@@ -21,8 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -124,39 +128,25 @@ class Merged:
         self._apply(-1.0)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096 / 2**20
+def _peak_rss_mb() -> float:
+    """The process's peak resident set (VmHWM) since the last ``_reset_peak``."""
+    with open("/proc/self/status") as handle:
+        return int(re.search(r"VmHWM:\s+(\d+)", handle.read()).group(1)) / 1024
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # Linux: reset VmHWM to the current RSS
 
 
 def _progress(message: str) -> None:
     print(f"[bench integrator] {message}", file=sys.stderr, flush=True)
 
 
-def timed(fn) -> tuple[float, float]:
-    """(peak resident memory over the baseline in MB, seconds) of one call of ``fn``.
-
-    Memory is sampled from /proc every 2 ms by a thread, for every configuration alike.
-    """
-    base = _rss_mb()
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+def timed(fn) -> float:
     t0 = time.perf_counter()
-    try:
-        fn()
-    finally:
-        seconds = time.perf_counter() - t0
-        done.set()
-        thread.join()
-    return peak[0] - base, seconds
+    fn()
+    return time.perf_counter() - t0
 
 
 class MacCounter:
@@ -246,6 +236,76 @@ def extra_macs(
     return total
 
 
+def regions(k: int, latent: int) -> torch.Tensor:
+    """K side-by-side concept regions over 3/4 of the width (soft inside, 0 outside) and a
+    background quarter — the shape captured masks have once the floor zeroes the rest."""
+    out = torch.zeros(k, latent, latent)
+    edges = [round(0.75 * latent * i / k) for i in range(k + 1)]
+    for i in range(k):
+        out[i, :, edges[i] : edges[i + 1]] = 0.9
+    return out
+
+
+def gated(unet: torch.nn.Module, pool: list[MappedAdapter], masks: torch.Tensor):
+    """A session gating ``len(masks)`` adapters of ``pool`` by fixed masks."""
+    picks = [GatedAdapter(f"a{i}", pool[i], 1.0, ((5, 6),)) for i in range(len(masks))]
+    session = attach(unet, picks, MaskConfig(max_adapters=8))
+    session.set_masks(masks)
+    return session
+
+
+def unet_call(unet: torch.nn.Module, latent: int):
+    """One batch-2 UNet call at ``latent`` (a new timestep each time, like sampling steps)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 4, latent, latent, generator=g)
+    context = torch.randn(2, 77, 768, generator=g)
+    step = [0]
+
+    def call() -> None:
+        step[0] += 1
+        unet(x, torch.full((2,), 999 - step[0] % 999), context)
+
+    return call
+
+
+def time_configs(configs: dict, call, rounds: int, *, quick: bool, unet, adapters) -> dict:
+    """Seconds per call of every configuration, ``rounds`` times, order rotating per round."""
+    times: dict[str, list[float]] = {name: [] for name in [*configs, "kplus1_k4"]}
+    names = list(configs)
+    started = time.perf_counter()
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            with configs[name]():
+                if name == "capture":
+                    call()  # capture's first call sees every level once
+                # gated: the first call after attach builds the per-level mask caches, as
+                # every step does while captured masks still change (until they freeze)
+                times[name].append(timed(call))
+        if quick:  # one plain pass + K single-adapter passes, each measured above
+            times["kplus1_k4"].append(times["plain"][-1] + 4 * times["unmerged_global"][-1])
+        else:
+            t0 = time.perf_counter()
+            call()
+            for i in range(4):
+                with GlobalHooks(unet, [adapters[i]]):
+                    call()
+            times["kplus1_k4"].append(time.perf_counter() - t0)
+        _progress(f"round {r + 1}/{rounds} done at {time.perf_counter() - started:.0f} s")
+    return times
+
+
+def extra_peak_mb(unet: torch.nn.Module, pool: list[MappedAdapter], latent: int) -> float:
+    """Peak RSS of attach + one gated K=4 call over that of one plain call, at ``latent``."""
+    call = unet_call(unet, latent)
+    _reset_peak()
+    call()
+    plain = _peak_rss_mb()
+    _reset_peak()
+    with gated(unet, pool, regions(4, latent)):
+        call()
+    return max(0.0, _peak_rss_mb() - plain)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench integrator", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -253,15 +313,31 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--latent", type=int, default=None, help="latent side (default 32; quick 16)"
+        "--latent", type=int, default=None, help="latent side (default 32; quick 8)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=None, help="timing rounds (default 3; quick 1)"
+        "--rounds", type=int, default=None, help="timing rounds (default 5; quick 2)"
+    )
+    parser.add_argument(
+        "--memory-latent",
+        type=int,
+        default=None,
+        help="latent side of the peak-memory measurement (default 64; quick: --latent)",
     )
     parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine two threads stall each "
+        "other at every op and swamp the ratios; 0 keeps torch's default)",
+    )
     args = parser.parse_args(argv)
-    latent = args.latent or (16 if args.quick else 32)
-    rounds = args.rounds or (1 if args.quick else 3)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    latent = args.latent or (8 if args.quick else 32)
+    rounds = args.rounds or (2 if args.quick else 5)
+    memory_latent = args.memory_latent or (latent if args.quick else 64)
     torch.manual_seed(0)
     from tests.rig.unet import sd15_unet
 
@@ -274,73 +350,31 @@ def main(argv: list[str]) -> int:
         if not args.quick
         else []
     )
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 4, latent, latent, generator=g)
-    context = torch.randn(2, 77, 768, generator=g)
-    everywhere = torch.rand(8, latent, latent, generator=g) * 0.5 + 0.25  # nowhere 0: dense path
-
-    def regions(k: int) -> torch.Tensor:
-        """K side-by-side concept regions over 3/4 of the width (soft inside, 0 outside) and a
-        background quarter — the shape captured masks have once the floor zeroes the rest."""
-        out = torch.zeros(k, latent, latent)
-        edges = [round(0.75 * latent * i / k) for i in range(k + 1)]
-        for i in range(k):
-            out[i, :, edges[i] : edges[i + 1]] = 0.9
-        return out
-
-    step = [0]
-
-    def call() -> None:
-        step[0] += 1
-        unet(x, torch.full((2,), 999 - step[0] % 999), context)
-
-    def gated(k: int, pool: list[MappedAdapter], *, dense: bool = False):
-        picks = [GatedAdapter(f"a{i}", pool[i], 1.0, ((5, 6),)) for i in range(k)]
-        session = attach(unet, picks, MaskConfig(max_adapters=8))
-        session.set_masks(everywhere[:k] if dense else regions(k))
-        return session
-
+    everywhere = torch.rand(8, latent, latent, generator=torch.Generator().manual_seed(2))
+    everywhere = everywhere * 0.5 + 0.25  # nowhere 0: the dense path
     capture_only = [GatedAdapter("capture", MappedAdapter({}), 1.0, ((5, 6),))]
     configs = {
         "plain": lambda: _Null(),
         "capture": lambda: attach(unet, capture_only),
         "merged": lambda: Merged(unet, adapters[0]),
         "unmerged_global": lambda: GlobalHooks(unet, adapters[:1]),
-        "gated_k1": lambda: gated(1, adapters),
-        "gated_k2": lambda: gated(2, adapters),
-        "gated_k4": lambda: gated(4, adapters),
-        "gated_k8": lambda: gated(8, adapters),
-        "gated_k4_dense": lambda: gated(4, adapters, dense=True),
+        **{
+            f"gated_k{k}": (lambda k=k: gated(unet, adapters, regions(k, latent)))
+            for k in (1, 2, 4, 8)
+        },
+        "gated_k4_dense": lambda: gated(unet, adapters, everywhere[:4]),
     }
     if locon:
-        configs["gated_k4_locon"] = lambda: gated(4, locon)
-    times: dict[str, list[float]] = {name: [] for name in [*configs, "kplus1_k4"]}
-    peaks: dict[str, float] = {}
+        configs["gated_k4_locon"] = lambda: gated(unet, locon, regions(4, latent))
+    call = unet_call(unet, latent)
     with torch.no_grad():
         with MacCounter(unet) as counter:
             call()  # warm-up and shape census
         plain_macs = counter.macs
         _progress(f"built and warmed up in {time.perf_counter() - started:.0f} s")
-        for round_index in range(rounds):
-            for name, make in configs.items():
-                with make():
-                    if name == "capture" or (round_index == 0 and not args.quick):
-                        call()  # the first capture call sees every level once; caches fill
-                    peak, seconds = timed(call)
-                times[name].append(seconds)
-                peaks[name] = max(peaks.get(name, 0.0), peak)
-            if args.quick:  # one plain pass + K single-adapter passes, each measured above
-                times["kplus1_k4"].append(times["plain"][-1] + 4 * times["unmerged_global"][-1])
-            else:
-                t0 = time.perf_counter()
-                call()
-                for i in range(4):
-                    with GlobalHooks(unet, [adapters[i]]):
-                        call()
-                times["kplus1_k4"].append(time.perf_counter() - t0)
-            _progress(
-                f"round {round_index + 1}/{rounds} done at {time.perf_counter() - started:.0f} s"
-            )
+        times = time_configs(configs, call, rounds, quick=args.quick, unet=unet, adapters=adapters)
+        extra_mb = extra_peak_mb(unet, adapters, memory_latent)
+        _progress(f"peak memory at latent {memory_latent} measured")
     factors_mb = (
         sum(
             f.down.numel() + f.up.numel()
@@ -351,56 +385,40 @@ def main(argv: list[str]) -> int:
         / 2**20
     )
 
-    plain_s = min(times["plain"])
-    ratios = {name: min(v) / plain_s for name, v in times.items()}
+    per_round = {name: [t / p for t, p in zip(v, times["plain"])] for name, v in times.items()}
+    ratios = {name: statistics.median(v) for name, v in per_round.items()}
+    best = {name: min(v) / min(times["plain"]) for name, v in times.items()}
+
+    def floor(pool: list[MappedAdapter], **kw) -> float:
+        return 1 + extra_macs(counter, modules, pool, latent=latent, **kw) / plain_macs
+
     floors = {
         "merged": 1.0,
-        "unmerged_global": 1
-        + extra_macs(counter, modules, adapters[:1], latent=latent, capture=False, gated=False)
-        / plain_macs,
-        "capture": 1
-        + extra_macs(counter, modules, [], latent=latent, capture=True, gated=False) / plain_macs,
+        "unmerged_global": floor(adapters[:1], capture=False, gated=False),
+        "capture": floor([], capture=True, gated=False),
         **{
-            f"gated_k{k}": 1
-            + extra_macs(
-                counter,
-                modules,
-                adapters[:k],
-                latent=latent,
-                capture=False,
-                gated=True,
-                coverage=0.75 / k if k > 1 else 1.0,
+            f"gated_k{k}": floor(
+                adapters[:k], capture=False, gated=True, coverage=0.75 / k if k > 1 else 1.0
             )
-            / plain_macs
             for k in (1, 2, 4, 8)
         },
-        "gated_k4_dense": 1
-        + extra_macs(counter, modules, adapters[:4], latent=latent, capture=False, gated=True)
-        / plain_macs,
-        "kplus1_k4": 5
-        + extra_macs(counter, modules, adapters[:4], latent=latent, capture=False, gated=False)
-        / plain_macs,
+        "gated_k4_dense": floor(adapters[:4], capture=False, gated=True),
+        "kplus1_k4": 4 + floor(adapters[:4], capture=False, gated=False),
     }
     if locon:
-        floors["gated_k4_locon"] = (
-            1
-            + extra_macs(counter, modules, locon, latent=latent, capture=False, gated=True)
-            / plain_macs
-        )
+        floors["gated_k4_locon"] = floor(locon, capture=False, gated=True)
     result = {
         "latent": latent,
         "rounds": rounds,
         "rank": args.rank,
-        "plain_s": plain_s,
+        "threads": torch.get_num_threads(),
+        "plain_s": statistics.median(times["plain"]),
         **{f"{name}_ratio": ratio for name, ratio in ratios.items() if name != "plain"},
-        **{
-            f"flop_floor_{name.removeprefix('gated_')}"
-            if name.startswith("gated_")
-            else f"flop_floor_{name}": v
-            for name, v in floors.items()
-        },
+        **{f"{name}_ratio_best": v for name, v in best.items() if name != "plain"},
+        **{f"flop_floor_{name.removeprefix('gated_')}": v for name, v in floors.items()},
         "plain_gmacs": plain_macs / 1e9,
-        "extra_peak_mb_k4": max(0.0, peaks["gated_k4"] - peaks["plain"]) + factors_mb,
+        "memory_latent": memory_latent,
+        "extra_peak_mb_k4": extra_mb,
         "adapter_factors_mb_k4": factors_mb,
         "seconds": time.perf_counter() - started,
     }
@@ -408,16 +426,22 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result))
         return 0
     print(
-        f"SD1.5 UNet (random weights), fp32 CPU, batch 2, latent {latent}×{latent}, rank {args.rank}, {rounds} round(s)"
+        f"SD1.5 UNet (random weights), fp32 CPU, batch 2, latent {latent}×{latent}, rank "
+        f"{args.rank}, {torch.get_num_threads()} thread(s), {rounds} round(s); ratio = median over rounds of time / that round's plain"
     )
-    print(f"plain: {plain_s:.3f} s per step, {plain_macs / 1e9:.1f} GMAC")
-    print(f"{'configuration':<18}{'time ratio':>12}{'FLOP floor':>12}")
+    print(f"plain: {result['plain_s']:.3f} s per step (median), {plain_macs / 1e9:.1f} GMAC")
+    print(f"{'configuration':<18}{'ratio':>8}{'spread':>16}{'best':>8}{'FLOP floor':>12}")
     for name in ratios:
         if name == "plain":
             continue
-        print(f"{name:<18}{ratios[name]:>12.3f}{floors.get(name, float('nan')):>12.3f}")
+        spread = f"{min(per_round[name]):.2f}–{max(per_round[name]):.2f}"
+        print(
+            f"{name:<18}{ratios[name]:>8.3f}{spread:>16}{best[name]:>8.3f}"
+            f"{floors.get(name, float('nan')):>12.3f}"
+        )
     print(
-        f"extra peak memory, gated K=4: {result['extra_peak_mb_k4']:.0f} MB (adapter factors {factors_mb:.0f} MB)"
+        f"extra peak memory, gated K=4 at latent {memory_latent}: {extra_mb:.0f} MB "
+        f"(target ≤ adapter factors {factors_mb:.0f} MB + 150 MB)"
     )
     print(f"total {result['seconds']:.0f} s")
     return 0

@@ -166,8 +166,19 @@ def test_disjoint_hard_masks_give_each_region_its_own_adapter(tiny_unet) -> None
     assert checked > 100
 
 
-def test_cross_attention_follows_the_branch_formula(tiny_unet) -> None:
-    """O = Σ m_k·attn(Q, K+ΔK_k, V+ΔV_k) + (1 − Σ m_k)·attn(Q, K, V), checked on soft masks."""
+@pytest.mark.parametrize("path", ["dense", "token-sparse"])
+def test_cross_attention_follows_the_branch_formula(tiny_unet, monkeypatch, path: str) -> None:
+    """O = Σ m_k·attn(Q, K+ΔK_k, V+ΔV_k) + (1 − Σ m_k)·attn(Q, K, V), checked on soft masks:
+    everywhere (every query in every branch) and in small overlapping patches (each branch's
+    attention computed on its own queries only)."""
+    import pixtention.integrator.call_masks as call_masks_module
+    import pixtention.integrator.session as session_module
+
+    calls = []
+    real = session_module.sparse_branch_blend
+    monkeypatch.setattr(
+        session_module, "sparse_branch_blend", lambda *a: calls.append(1) or real(*a)
+    )
     kv = lambda n: n.endswith("attn2.to_k") or n.endswith("attn2.to_v")  # noqa: E731
     a, b = (
         lowrank_adapter(tiny_unet, 8, include=kv, std=0.5),
@@ -176,6 +187,9 @@ def test_cross_attention_follows_the_branch_formula(tiny_unet) -> None:
     x, t, ctx = unet_inputs(size=8)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 8), torch.linspace(0, 1, 8), indexing="ij")
     masks = torch.stack([0.6 * xx, 0.4 * yy])
+    if path == "token-sparse":
+        monkeypatch.setattr(call_masks_module, "SPARSE_MIN_TOKENS", 0)
+        masks = torch.stack([0.6 * xx * (xx < 0.3), 0.4 * yy * (yy > 0.75) * (xx < 0.5)])
     layer = "input_blocks.4.1.transformer_blocks.0.attn2"
     modules = dict(tiny_unet.named_modules())
     attn = modules[layer]
@@ -233,6 +247,7 @@ def test_cross_attention_follows_the_branch_formula(tiny_unet) -> None:
         expected = attn.to_out(blended)
     assert (expected - out).abs().max() <= 1e-5
     assert (attn.to_out(attend(k, v)) - out).abs().max() > 1e-3  # the branches changed it
+    assert bool(calls) == (path == "token-sparse")
 
 
 def test_detach_removes_every_hook_also_on_exception(tiny_unet) -> None:

@@ -18,8 +18,11 @@ from pixtention.integrator.gating import (
     expand_gate,
     gated_conv,
     gated_linear,
-    sparse_gated_rows,
+    gated_tokens,
+    per_adapter_factors,
+    sparse_branch_blend,
     stack_lowrank,
+    token_groups,
     tucker_delta,
 )
 from pixtention.library.factors import LowRank
@@ -215,18 +218,63 @@ def test_branch_blend_formula() -> None:
     assert torch.equal(branch_blend(base, q, k, v, dk, dv, torch.zeros_like(m), 2), base)
 
 
-def test_sparse_rows_equal_the_dense_gated_delta_on_those_rows() -> None:
+def test_token_groups_list_each_adapters_live_tokens_in_order() -> None:
+    g = torch.Generator().manual_seed(9)
+    m = torch.rand(3, 2, 11, generator=g) * (torch.rand(3, 2, 11, generator=g) > 0.6)
+    m[1, 1] = 0.0  # an adapter with nothing in one row
+    groups = token_groups(m)
+    assert groups.gate.shape == (2, 3, int((m > 0).sum(-1).max()))
+    for k in range(2):
+        for b in range(3):
+            live = [p for p in range(11) if m[b, k, p] > 0]
+            n = len(live)
+            assert groups.positions[k, b, :n].tolist() == live
+            assert torch.equal(groups.gate[k, b, :n], m[b, k, live])
+            assert not groups.gate[k, b, n:].any()  # padding adds nothing
+            assert (groups.rows[k, b] == b).all()
+            assert torch.equal(groups.flat[k, b], b * 11 + groups.positions[k, b])
+
+
+@pytest.mark.parametrize("ranks", [(4, 4, 4), (3, 5)])
+def test_batched_token_deltas_equal_the_dense_gated_delta(ranks) -> None:
+    """Per-adapter gathered tokens, two batched GEMMs, scattered back = the dense gated delta
+    (zero-padded ranks when they differ, views when they are equal)."""
     g = torch.Generator().manual_seed(8)
-    factors = [_factors(g, r, 12, 10) for r in (3, 5)]
-    stacked = stack_lowrank(factors, [1.0, 0.5])
-    x = torch.randn(20, 12, generator=g)
-    m = torch.zeros(20, 2)
-    m[2:9, 0] = torch.rand(7, generator=g)
-    m[7:15, 1] = 1.0
-    dense = gated_linear(x, stacked, expand_gate(m, stacked.ranks))
-    rows = [torch.nonzero(m[:, k]).flatten() for k in range(2)]
-    parts = sparse_gated_rows([x[r] for r in rows], stacked, [m[r, k] for k, r in enumerate(rows)])
-    total = torch.zeros_like(dense)
-    for r, part in zip(rows, parts):
-        total.index_add_(0, r, part)
-    assert torch.allclose(total, dense, atol=1e-5)
+    factors = [_factors(g, r, 12, 10) for r in ranks]
+    stacked = stack_lowrank(factors, [1.0 + 0.5 * i for i in range(len(ranks))])
+    x = torch.randn(2, 20, 12, generator=g)
+    m = torch.zeros(2, len(ranks), 20)
+    for k in range(len(ranks)):
+        m[:, k, 3 * k : 3 * k + 8] = torch.rand(2, 8, generator=g) + 0.1
+    dense = gated_linear(x, stacked, expand_gate(m.transpose(1, 2), stacked.ranks))
+    down, up = per_adapter_factors(stacked)
+    if len(set(ranks)) == 1:
+        assert down.data_ptr() == stacked.down.data_ptr()  # a view, not a copy
+    groups = token_groups(m)
+    tokens = x.reshape(-1, 12)[groups.flat.view(len(ranks), -1)]
+    delta = gated_tokens(tokens, down, up, groups.gate.view(len(ranks), -1))
+    total = torch.zeros(40, 10).index_add_(0, groups.flat.view(-1), delta.view(-1, 10))
+    assert torch.allclose(total.view(2, 20, 10), dense, atol=1e-5)
+
+
+def test_sparse_branch_blend_equals_the_dense_formula() -> None:
+    g = torch.Generator().manual_seed(10)
+    q = torch.randn(2, 12, 8, generator=g)
+    k, v = torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)
+    dk = [torch.randn(2, 5, 8, generator=g), None, torch.randn(2, 5, 8, generator=g)]
+    dv = [None, torch.randn(2, 5, 8, generator=g), torch.randn(2, 5, 8, generator=g)]
+    m = torch.zeros(2, 12, 3)
+    m[:, 0:4, 0] = 0.5
+    m[0, 3:7, 1] = torch.rand(4, generator=g)  # overlaps adapter 0 on token 3; row 1 empty
+    m[:, 9:12, 2] = 0.25
+    base = attention(q, k, v, 2)
+    ref = branch_blend(base, q, k, v, dk, dv, m, 2)
+    stack = lambda ds: torch.stack([d if d is not None else torch.zeros_like(k) for d in ds])  # noqa: E731
+    got = sparse_branch_blend(
+        base, q, k, v, stack(dk), stack(dv), m, token_groups(m.transpose(1, 2)), 2
+    )
+    assert torch.allclose(got, ref, atol=1e-6)
+    only_v = sparse_branch_blend(
+        base, q, k, v, None, stack(dv), m, token_groups(m.transpose(1, 2)), 2
+    )
+    assert torch.allclose(only_v, branch_blend(base, q, k, v, [None] * 3, dv, m, 2), atol=1e-6)

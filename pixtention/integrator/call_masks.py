@@ -12,12 +12,12 @@ import torch
 
 from pixtention.integrator import masks as maskmath
 from pixtention.integrator.config import IntegratorError, RowLayout
-from pixtention.integrator.gating import expand_gate
+from pixtention.integrator.gating import TokenGroups, expand_gate, token_groups
 from pixtention.integrator.mask_state import MaskState
 from pixtention.integrator.targets import Prepared
 
-SPARSE_FRACTION = 0.5  # token-sparse low-rank path when adapters cover ≤ half of their tokens
-SPARSE_MIN_TOKENS = 256  # … and the call has enough tokens to repay per-adapter overhead
+SPARSE_FRACTION = 0.5  # token-sparse paths when adapters cover ≤ half of their tokens (padded)
+SPARSE_MIN_TOKENS = 16  # … and the call has enough tokens to repay the gather and scatter
 
 Masks = tuple[torch.Tensor, frozenset[int]]
 
@@ -68,25 +68,22 @@ class CallMasks:
         found = maskmath.level_of(tokens, *self.latent) if self.latent else None
         return self.level(found[1] if found else None, like)
 
-    def sparse_rows(self, prep: Prepared, m: torch.Tensor, x: torch.Tensor):
-        """Per low-rank adapter, the (row, token) indices where its mask is non-zero and the
-        mask values there — when the masks are sparse enough for the token-sparse path to be
-        cheaper than the dense one."""
-        if x.dim() == 2 or not prep.pointwise or m.shape[0] * m.shape[2] < SPARSE_MIN_TOKENS:
+    def groups(self, index: tuple[int, ...], m: torch.Tensor) -> TokenGroups | None:
+        """The tokens adapters ``index`` touch in ``m`` ``[B, K, N]``, grouped per adapter and
+        row (see ``token_groups``) — or None when the token-sparse path would not pay: too few
+        tokens, masks covering too much, or a gather larger than the input itself."""
+        rows, tokens = m.shape[0], m.shape[2]
+        if rows * tokens < SPARSE_MIN_TOKENS:
             return None
-        key = ("s", id(m))  # m itself lives in this cache, so its id is stable
-        found = self._cache.get(key)
-        if found is None:
-            found = []
-            for k in range(m.shape[1]):
-                b, p = torch.nonzero(m[:, k] > 0, as_tuple=True)
-                found.append((b, p, m[b, k, p]))
-            self._cache[key] = found
-        chosen = [found[i] for i in prep.lowrank_index]
-        covered = sum(len(b) for b, _, _ in chosen)
-        if covered > SPARSE_FRACTION * len(chosen) * m.shape[0] * m.shape[2]:
-            return None
-        return chosen
+        key = ("s", index, id(m))  # m itself lives in this cache, so its id is stable
+        if key not in self._cache:
+            found = token_groups(m[:, list(index)])
+            padded = found.gate.numel()
+            fits = (
+                padded <= SPARSE_FRACTION * len(index) * rows * tokens and padded <= rows * tokens
+            )
+            self._cache[key] = found if fits else None
+        return self._cache[key]
 
     def gate(self, prep: Prepared, m: torch.Tensor, conv: bool, size: tuple[int, int]):
         """The rank-space gate ``[B, N, R]`` (or ``[B, R, h, w]`` for convs) of ``prep``'s

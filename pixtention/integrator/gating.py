@@ -72,33 +72,80 @@ def expand_gate(masks: torch.Tensor, ranks: Sequence[int]) -> torch.Tensor:
 
 def gated_linear(x: torch.Tensor, stacked: Stacked, gate: torch.Tensor) -> torch.Tensor:
     """``((x Aᵀ) ⊙ G) Bᵀ`` for ``x`` [..., in] and a gate broadcastable to [..., R]."""
-    return ((x @ stacked.down.T) * gate) @ stacked.up.T
+    return (x @ stacked.down.T).mul_(gate) @ stacked.up.T
 
 
-def sparse_gated_rows(
-    tokens: Sequence[torch.Tensor], stacked: Stacked, gates: Sequence[torch.Tensor]
-) -> list[torch.Tensor]:
-    """Adapter k's delta only on the tokens its mask touches: ``((x_k A_kᵀ) ⊙ g_k) B_kᵀ``.
+@dataclass(frozen=True)
+class TokenGroups:
+    """The tokens each of K' adapters' masks touches in each of B rows, padded to a common
+    count ``n`` so that all adapters run as one batched GEMM (padding has gate 0).
 
-    ``tokens[k]`` [n_k, in] are the tokens where adapter k's mask is non-zero and ``gates[k]``
-    [n_k] its mask there. Exactly the dense gated delta on those tokens (it is zero elsewhere),
-    at a cost proportional to each adapter's area instead of the whole image.
+    ``rows``/``positions``/``gate``: ``[K', B, n]`` batch row, token index and mask value;
+    ``flat``: ``rows · N + positions``, the index into the ``[B·N, …]`` flattened tokens.
     """
-    out, start = [], 0
-    for rank, x, gate in zip(stacked.ranks, tokens, gates):
-        down = stacked.down[start : start + rank].reshape(rank, -1)
-        up = stacked.up[:, start : start + rank]
-        out.append(((x @ down.T) * gate[:, None]) @ up.T)
+
+    rows: torch.Tensor
+    positions: torch.Tensor
+    gate: torch.Tensor
+    flat: torch.Tensor
+
+
+def token_groups(masks: torch.Tensor) -> TokenGroups:
+    """Group the non-zero tokens of masks ``[B, K', N]`` per adapter and row, in token order;
+    shorter groups are padded with tokens whose mask is 0 (so they add exactly nothing)."""
+    live = masks > 0
+    count = max(int(live.sum(-1).max()), 1)
+    # a stable sort on "is zero" puts each row's live tokens first, in order
+    order = torch.argsort((~live).to(torch.uint8), dim=-1, stable=True)[..., :count]
+    gate = torch.where(live.gather(-1, order), masks.gather(-1, order), 0.0)
+    rows = torch.arange(masks.shape[0], device=masks.device)[:, None, None].expand_as(order)
+    rows, positions, gate = (t.transpose(0, 1).contiguous() for t in (rows, order, gate))
+    return TokenGroups(rows, positions, gate, rows * masks.shape[-1] + positions)
+
+
+def per_adapter_factors(stacked: Stacked) -> tuple[torch.Tensor, torch.Tensor]:
+    """Down ``[K, r, in]`` and up ``[K, out, r]`` of each stacked adapter, for batched GEMMs.
+
+    Views of the stacked tensors when every rank is equal (the usual case, no copy); otherwise
+    zero-padded to the largest rank (zero rank columns add nothing).
+    """
+    ranks, k = stacked.ranks, len(stacked.ranks)
+    down = stacked.down.reshape(stacked.down.shape[0], -1)
+    if len(set(ranks)) == 1:
+        return down.view(k, ranks[0], -1), stacked.up.view(-1, k, ranks[0]).transpose(0, 1)
+    r = max(ranks)
+    downs, ups = (
+        down.new_zeros(k, r, down.shape[1]),
+        stacked.up.new_zeros(k, stacked.up.shape[0], r),
+    )
+    start = 0
+    for i, rank in enumerate(ranks):
+        downs[i, :rank] = down[start : start + rank]
+        ups[i, :, :rank] = stacked.up[:, start : start + rank]
         start += rank
-    return out
+    return downs, ups
+
+
+def gated_tokens(
+    tokens: torch.Tensor, down: torch.Tensor, up: torch.Tensor, gate: torch.Tensor
+) -> torch.Tensor:
+    """Each adapter's delta on its own tokens, ``((x_k A_kᵀ) ⊙ g_k) B_kᵀ`` for all k at once.
+
+    ``tokens`` [K, n, in] (adapter k's tokens), ``down`` [K, r, in], ``up`` [K, out, r],
+    ``gate`` [K, n]: two batched GEMMs whatever K is, at a cost proportional to the tokens.
+    """
+    hidden = torch.bmm(tokens, down.transpose(1, 2)).mul_(gate.unsqueeze(-1))
+    return torch.bmm(hidden, up.transpose(1, 2))
 
 
 def gated_conv(
     x: torch.Tensor, stacked: Stacked, gate: torch.Tensor, geometry: ConvGeometry
 ) -> torch.Tensor:
-    """LoCon: down conv with the base geometry, gate ``[B, R, H, W]``, then the 1×1 up conv."""
+    """LoCon: down conv with the base geometry, gate ``[B, R, H, W]``, then the 1×1 up conv
+    (as a matmul over channels: torch runs small 1×1 convs on its slow im2col path)."""
     hidden = F.conv2d(x, stacked.down, None, geometry.stride, geometry.padding, geometry.dilation)
-    return F.conv2d(hidden * gate, stacked.up[:, :, None, None])
+    hidden = hidden.mul_(gate).flatten(2)
+    return (stacked.up @ hidden).view(hidden.shape[0], -1, *gate.shape[-2:])
 
 
 def tucker_delta(
@@ -156,3 +203,29 @@ def branch_blend(
         vv = v if dv is None else v + dv
         out = out + masks[..., index : index + 1] * attention(q, kk, vv, heads)
     return out
+
+
+def sparse_branch_blend(
+    base_out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    deltas_k: torch.Tensor | None,
+    deltas_v: torch.Tensor | None,
+    masks: torch.Tensor,
+    groups: TokenGroups,
+    heads: int,
+) -> torch.Tensor:
+    """``branch_blend`` computing branch k's attention only for the queries its mask touches.
+
+    ``deltas_k``/``deltas_v`` [K', B, T, inner] (zeros for an adapter without one, None for
+    none at all), ``masks`` [B, N, K'] and ``groups`` from ``token_groups`` of those masks.
+    All K' branches run as one attention call over ``K'·B`` sequences of ``n`` queries.
+    """
+    out = base_out * (1.0 - masks.sum(-1, keepdim=True))
+    kk = k.expand(groups.rows.shape[0], *k.shape) if deltas_k is None else k + deltas_k
+    vv = v.expand(groups.rows.shape[0], *v.shape) if deltas_v is None else v + deltas_v
+    sel = q[groups.rows, groups.positions]  # [K', B, n, inner]
+    branch = attention(sel.flatten(0, 1), kk.flatten(0, 1), vv.flatten(0, 1), heads)
+    branch = branch.view_as(sel) * groups.gate.unsqueeze(-1).to(branch.dtype)
+    return out.index_put_((groups.rows, groups.positions), branch, accumulate=True)

@@ -19,7 +19,7 @@ from pixtention.integrator import masks as maskmath
 from pixtention.integrator.call_masks import CallMasks
 from pixtention.integrator.capture import attention_probs, find_cross_attention, head_count
 from pixtention.integrator.config import GatedAdapter, IntegratorError, MaskConfig, RowLayout
-from pixtention.integrator.gating import branch_blend
+from pixtention.integrator.gating import branch_blend, sparse_branch_blend
 from pixtention.integrator.mask_state import MaskState
 from pixtention.integrator.targets import (
     AttachReport,
@@ -29,6 +29,7 @@ from pixtention.integrator.targets import (
     plan_targets,
     prepare,
     spatial_delta,
+    stack_deltas,
 )
 
 LayoutSource = RowLayout | Callable[[int, torch.Tensor | None], RowLayout] | None
@@ -293,13 +294,20 @@ class Session:
             if active.isdisjoint(prep.plan_index):
                 return None
             y, gate = output, None
-            sparse = self._calls.sparse_rows(prep, m, x) if prep.lowrank is not None else None
-            if sparse is not None:
-                y = add_sparse(y, x, prep, sparse)
-            elif prep.lowrank is not None:
-                gate = self._calls.gate(prep, m, conv, tuple(output.shape[-2:]))
+            if prep.lowrank is not None:
+                groups = None
+                if x.dim() > 2 and prep.pointwise:
+                    groups = self._calls.groups(prep.lowrank_index, m)
+                if groups is not None:
+                    y = add_sparse(y, x, prep, groups)
+                else:
+                    gate = self._calls.gate(prep, m, conv, tuple(output.shape[-2:]))
             rest = spatial_delta(prep, x, m, gate)
-            return y if rest is None else y + rest.to(y.dtype)
+            if rest is None:
+                return y
+            if y is output and torch.is_grad_enabled():
+                return y + rest.to(y.dtype)
+            return y.add_(rest.to(y.dtype))  # the module's own fresh output (or add_sparse's)
 
         return hook
 
@@ -381,16 +389,14 @@ class Session:
                 for r, p in preps.items()
             }
             sel = m[:, index].transpose(1, 2)  # [B, N, K']
-            out = branch_blend(
-                base,
-                stash["q"],
-                stash["k"],
-                stash["v"],
-                [deltas["k"].get(i) for i in index],
-                [deltas["v"].get(i) for i in index],
-                sel,
-                heads,
-            )
+            q, k, v = stash["q"], stash["k"], stash["v"]
+            groups = self._calls.groups(tuple(index), m)
+            if groups is None:
+                dk = [deltas["k"].get(i) for i in index]
+                dv = [deltas["v"].get(i) for i in index]
+                return (branch_blend(base, q, k, v, dk, dv, sel, heads), *args[1:])
+            dk, dv = (stack_deltas(deltas[r], index, k) for r in ("k", "v"))
+            out = sparse_branch_blend(base, q, k, v, dk, dv, sel, groups, heads)
             return (out, *args[1:])
 
         return hook

@@ -20,10 +20,12 @@ from pixtention.integrator.config import GatedAdapter, IntegratorError
 from pixtention.integrator.gating import (
     ConvGeometry,
     Stacked,
+    TokenGroups,
     dense_delta,
     gated_conv,
     gated_linear,
-    sparse_gated_rows,
+    gated_tokens,
+    per_adapter_factors,
     stack_lowrank,
     tucker_delta,
 )
@@ -59,6 +61,7 @@ class Prepared:
     plan: TargetPlan
     lowrank: Stacked | None
     lowrank_index: tuple[int, ...]
+    per_adapter: tuple[torch.Tensor, torch.Tensor] | None  # lowrank as [K, r, in], [K, out, r]
     tucker: tuple[tuple[int, LowRank, float], ...]
     dense_w: torch.Tensor | None  # [Kd·out, in(, kh, kw)]
     dense_b: torch.Tensor | None
@@ -240,21 +243,27 @@ def prepare(
                 for i in dense_index
             ]
             dense_b = torch.cat(biases).to(device, dtype)
+    per_adapter = per_adapter_factors(stacked) if stacked is not None else None
     return Prepared(
-        plan, stacked, tuple(i for i, _ in plain), tucker, dense_w, dense_b, dense_index
+        plan,
+        stacked,
+        tuple(i for i, _ in plain),
+        per_adapter,
+        tucker,
+        dense_w,
+        dense_b,
+        dense_index,
     )
 
 
 def per_adapter_deltas(prep: Prepared, x: torch.Tensor) -> dict[int, torch.Tensor]:
     """Each adapter's ungated delta for a non-spatial input (context tokens or embeddings)."""
     out: dict[int, torch.Tensor] = {}
-    if prep.lowrank is not None:
-        hidden = x @ prep.lowrank.down.T
-        start = 0
-        for index, rank in zip(prep.lowrank_index, prep.lowrank.ranks):
-            part = hidden[..., start : start + rank] @ prep.lowrank.up[:, start : start + rank].T
-            out[index] = part
-            start += rank
+    if prep.per_adapter is not None:
+        down, up = prep.per_adapter  # all adapters in two batched GEMMs
+        hidden = torch.matmul(x.reshape(-1, x.shape[-1]).to(down.dtype), down.transpose(1, 2))
+        parts = torch.bmm(hidden, up.transpose(1, 2)).view(len(down), *x.shape[:-1], -1)
+        out.update(zip(prep.lowrank_index, parts.unbind(0)))
     if prep.dense_w is not None:
         outs = F.linear(x, prep.dense_w, prep.dense_b).chunk(len(prep.dense_index), dim=-1)
         for index, part in zip(prep.dense_index, outs):
@@ -262,6 +271,17 @@ def per_adapter_deltas(prep: Prepared, x: torch.Tensor) -> dict[int, torch.Tenso
     if prep.tucker:
         raise IntegratorError(f"{prep.plan.path}: Tucker factors on a non-spatial target")
     return out
+
+
+def stack_deltas(
+    deltas: dict[int, torch.Tensor], index: Sequence[int], like: torch.Tensor
+) -> torch.Tensor | None:
+    """Adapters ``index``'s K (or V) deltas stacked ``[K', B, T, inner]``, zeros for an adapter
+    without one; None when no adapter has any."""
+    if not deltas:
+        return None
+    zeros = torch.zeros_like(like)
+    return torch.stack([deltas.get(i, zeros).to(like.dtype) for i in index])
 
 
 def dense_stack(prep: Prepared, x: torch.Tensor) -> torch.Tensor:
@@ -313,31 +333,27 @@ def spatial_delta(
 
 
 def add_sparse(
-    output: torch.Tensor,
-    x: torch.Tensor,
-    prep: Prepared,
-    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    output: torch.Tensor, x: torch.Tensor, prep: Prepared, groups: TokenGroups
 ) -> torch.Tensor:
     """Add the low-rank deltas on masked tokens only (pointwise targets; see ``pointwise``).
 
-    ``rows[k]`` = (batch rows, token indices, mask values) of the k-th low-rank adapter. Tokens
+    ``groups`` holds the tokens of each low-rank adapter (in ``lowrank_index`` order). Tokens
     are the last-but-one axis of a Linear's ``[B, N, C]`` and the flattened H·W of a 1×1
     conv's ``[B, C, H, W]``. In place when autograd is off, else on a copy.
     """
     y = output if not torch.is_grad_enabled() else output.clone()
-    dtype = prep.lowrank.down.dtype
-    if prep.plan.geometry is None:  # Linear [B, N, C]: flat token indices, index_add
-        n = x.shape[1]
-        flat_x, flat_y = x.reshape(-1, x.shape[-1]), y.view(-1, y.shape[-1])
-        index = [b * n + p for b, p, _ in rows]
-        tokens = [flat_x.index_select(0, i).to(dtype) for i in index]
-        for i, delta in zip(index, sparse_gated_rows(tokens, prep.lowrank, [g for *_, g in rows])):
-            flat_y.index_add_(0, i, delta.to(y.dtype))
+    down, up = prep.per_adapter
+    k = down.shape[0]
+    gate = groups.gate.view(k, -1).to(down.dtype)
+    if prep.plan.geometry is None:  # Linear [B, N, C]: flat token indices
+        flat, flat_y = groups.flat.view(-1), y.view(-1, y.shape[-1])
+        tokens = x.reshape(-1, x.shape[-1]).index_select(0, flat).to(down.dtype)
+        delta = gated_tokens(tokens.view(k, -1, tokens.shape[-1]), down, up, gate)
+        flat_y.index_add_(0, flat, delta.view(flat.shape[0], -1).to(y.dtype))
         return y
-    xs, ys = x.flatten(2).transpose(1, 2), y.flatten(2).transpose(1, 2)  # 1×1 conv: [B, HW, C]
-    tokens = [xs[b, p].to(dtype) for b, p, _ in rows]
-    for (b, p, _), delta in zip(
-        rows, sparse_gated_rows(tokens, prep.lowrank, [g for *_, g in rows])
-    ):
-        ys[b, p] = ys[b, p] + delta.to(y.dtype)  # (b, p) pairs are unique: no accumulation
+    rows, positions = groups.rows.view(-1), groups.positions.view(-1)
+    tokens = x.flatten(2)[rows, :, positions].to(down.dtype)  # 1×1 conv: [K·n, C]
+    delta = gated_tokens(tokens.view(k, -1, tokens.shape[-1]), down, up, gate)
+    ys = y.flatten(2).transpose(1, 2)  # a view [B, HW, C] of y
+    ys.index_put_((rows, positions), delta.view(rows.shape[0], -1).to(y.dtype), accumulate=True)
     return y
