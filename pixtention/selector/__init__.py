@@ -8,8 +8,7 @@ shadowed by the submodule once anything imported it.
 
 from __future__ import annotations
 
-import importlib
-
+from pixtention.lazy import lazy_exports
 from pixtention.selector.select import select as select
 
 _EXPORTS = {
@@ -24,11 +23,6 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pixtention.selector' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = sorted([*_EXPORTS, "select"])
