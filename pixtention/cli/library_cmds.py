@@ -174,13 +174,12 @@ def _doc_lines(view) -> list[str]:
     return lines
 
 
-def _show_doc(args: argparse.Namespace) -> int:
-    from pixtention.curator.inspect_doc import document_for
-    from pixtention.curator.store import resolve_store_dir
+def _print_shown(args: argparse.Namespace, load, to_json, to_lines) -> int:
+    """Print what ``load()`` returns (JSON or lines), or the file's problem in one line."""
     from pixtention.library import LibraryError
 
     try:
-        view = document_for(args.file, resolve_store_dir(args.store), root=args.root)
+        shown = load()
     except LibraryError as exc:
         if args.json:
             _say_json({"path": exc.path, "status": "problem", "reason": exc.reason})
@@ -188,33 +187,32 @@ def _show_doc(args: argparse.Namespace) -> int:
             _say(f"pixtention show: {_one_line(str(exc))}", sys.stderr)
         return 1
     if args.json:
-        _say_json(doc_to_json(view))
+        _say_json(to_json(shown))
     else:
-        _say("\n".join(_doc_lines(view)))
+        _say("\n".join(to_lines(shown)))
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    from pixtention.library import LibraryError, read_adapter
-
     if not os.path.lexists(args.file):
         _say(f"pixtention show: {args.file}: no such file", sys.stderr)
         return 2
     if args.doc:
-        return _show_doc(args)
-    try:
-        info = read_adapter(args.file, with_hashes=not args.no_hashes)
-    except LibraryError as exc:
-        if args.json:
-            _say_json({"path": exc.path, "status": "problem", "reason": exc.reason})
-        else:
-            _say(f"pixtention show: {_one_line(str(exc))}", sys.stderr)
-        return 1
-    if args.json:
-        _say_json(info_to_json(info))
-    else:
-        _say("\n".join(_show_lines(info)))
-    return 0
+        from pixtention.curator.inspect_doc import document_for
+        from pixtention.curator.store import resolve_store_dir
+
+        store = resolve_store_dir(args.store)
+        return _print_shown(
+            args, lambda: document_for(args.file, store, root=args.root), doc_to_json, _doc_lines
+        )
+    from pixtention.library import read_adapter
+
+    return _print_shown(
+        args,
+        lambda: read_adapter(args.file, with_hashes=not args.no_hashes),
+        info_to_json,
+        _show_lines,
+    )
 
 
 def walk_adapter_files(folder: str) -> Iterator[tuple[str, str | None]]:
