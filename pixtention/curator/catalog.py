@@ -51,6 +51,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 
+# Adapters joined with their vector for one embedder (``?``) and their current document.
+_CURRENT_VECTORS = (
+    "SELECT a.path, a.record, e.vector FROM adapters a JOIN embeddings e "
+    "ON e.fingerprint = a.fingerprint AND e.embedder = ? AND e.doc_digest = a.doc_digest "
+)
+
+
 def encode_path(path: str) -> bytes:
     return os.fsencode(path)
 
@@ -252,20 +259,13 @@ class Catalog:
 
     def embedded_adapters(self, embedder: str) -> list[tuple[bytes, str, bytes]]:
         """(path, record JSON, vector blob) of every adapter with a current vector, by path."""
-        rows = self.conn.execute(
-            "SELECT a.path, a.record, e.vector FROM adapters a JOIN embeddings e "
-            "ON e.fingerprint = a.fingerprint AND e.embedder = ? AND e.doc_digest = a.doc_digest "
-            "ORDER BY a.path",
-            (embedder,),
-        )
+        rows = self.conn.execute(_CURRENT_VECTORS + "ORDER BY a.path", (embedder,))
         return list(rows)
 
     def unpublished_adapters(self, embedder: str) -> list[tuple[bytes, str, bytes]]:
         """(path, record JSON, vector blob) of current adapters the snapshot lacks or has stale."""
         rows = self.conn.execute(
-            "SELECT a.path, a.record, e.vector FROM adapters a JOIN embeddings e "
-            "ON e.fingerprint = a.fingerprint AND e.embedder = ? AND e.doc_digest = a.doc_digest "
-            "LEFT JOIN snapshot s ON s.path = a.path AND s.record = a.record "
+            _CURRENT_VECTORS + "LEFT JOIN snapshot s ON s.path = a.path AND s.record = a.record "
             "WHERE s.row IS NULL ORDER BY a.path",
             (embedder,),
         )

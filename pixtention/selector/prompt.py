@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pixtention.selector.phrases import STOPWORDS, concept_pieces
@@ -100,19 +101,25 @@ def _tag_weights(args: list[str]) -> tuple[float, float]:
     return te, unet
 
 
-def _match_brackets(prompt: str, masked: list[bool]) -> dict[int, int]:
-    """Pair each ``(``/``[`` with its closer (and back); escaped, tag and unmatched ones stay out."""
-    pairs: dict[int, int] = {}
-    stack: list[int] = []
+def _syntax_chars(prompt: str, masked: list[bool]) -> Iterator[tuple[int, str]]:
+    """(position, char) of every character that can be syntax: not in a tag, not escaped."""
     i, n = 0, len(prompt)
     while i < n:
         ch = prompt[i]
         if masked[i]:
             i += 1
-            continue
-        if ch == "\\":
+        elif ch == "\\":
             i += 2
-            continue
+        else:
+            yield i, ch
+            i += 1
+
+
+def _match_brackets(prompt: str, masked: list[bool]) -> dict[int, int]:
+    """Pair each ``(``/``[`` with its closer (and back); escaped, tag and unmatched ones stay out."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for i, ch in _syntax_chars(prompt, masked):
         if ch in "([":
             stack.append(i)
         elif ch in ")]":
@@ -124,7 +131,6 @@ def _match_brackets(prompt: str, masked: list[bool]) -> dict[int, int]:
                     pairs[i] = stack[depth]
                     del stack[depth:]
                     break
-        i += 1
     return pairs
 
 
@@ -132,15 +138,7 @@ def _editing_brackets(prompt: str, masked: list[bool], pairs: dict[int, int]) ->
     """Positions of ``[`` that open prompt editing or alternation (a ``:``/``|`` at their level)."""
     editing: set[int] = set()
     stack: list[int] = []
-    i, n = 0, len(prompt)
-    while i < n:
-        ch = prompt[i]
-        if masked[i]:
-            i += 1
-            continue
-        if ch == "\\":
-            i += 2
-            continue
+    for i, ch in _syntax_chars(prompt, masked):
         if i in pairs:
             if ch in "([":
                 stack.append(i)
@@ -148,7 +146,6 @@ def _editing_brackets(prompt: str, masked: list[bool], pairs: dict[int, int]) ->
                 stack.pop()
         elif ch in ":|" and stack and prompt[stack[-1]] == "[":
             editing.add(stack[-1])
-        i += 1
     return editing
 
 
