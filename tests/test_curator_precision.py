@@ -13,6 +13,7 @@ from pixtention.curator.precision import (
     bulk_dtype,
     cpu_has_native_bf16,
     embed_bulk,
+    query_dtype,
 )
 from tests.test_curator_fixtures import THEMES, HashEmbedder
 
@@ -74,3 +75,17 @@ def test_custom_embedders_pass_through_unchanged():
     emb = HashEmbedder()
     texts = documents()
     np.testing.assert_array_equal(embed_bulk(emb, texts), emb.embed(texts))
+
+
+def test_queries_use_the_native_precision_and_keep_the_space(minilm):
+    from pixtention.curator.library import Library
+
+    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
+    assert query_dtype(minilm) == expected
+    assert query_dtype(HashEmbedder()) == "float32"
+    phrases = ["a red dragon", "watercolor painting", "1girl", "cyberpunk neon city at night"]
+    library = Library.from_records([], np.zeros((0, 384), np.float32), minilm)
+    queried = library.embed(phrases)
+    reference = minilm.embed(phrases)  # float32
+    assert float((queried * reference).sum(axis=1).min()) >= 0.999
+    assert (expected == "float32") == np.array_equal(queried, reference)  # autocast really ran
