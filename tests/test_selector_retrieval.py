@@ -93,6 +93,9 @@ def test_hybrid_cosine_and_top_k() -> None:
     v = np.array([[0.6, 0.8], [1.0, 0.0], [0.0, 1.0]], np.float32)
     np.testing.assert_allclose(R.cosine(q, v), [[0.6, 1.0, 0.0]])
     assert R.cosine(q, np.zeros((0, 2), np.float32)).shape == (1, 0)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 16)), rng.normal(size=(40, 16))  # float64 in: float32 out
+    np.testing.assert_allclose(R.cosine(a, b), a @ b.T, rtol=1e-4, atol=1e-4)
     scores = np.array([0.1, 0.9, 0.5, 0.9, -1.0])
     assert R.top_k(scores, 3).tolist() == [1, 3, 2]
     assert R.top_k(scores, 10).tolist() == [1, 3, 2, 0, 4]
