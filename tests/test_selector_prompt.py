@@ -252,3 +252,19 @@ def test_sentence_phrases_are_the_words_between_cuts(prompt: str) -> None:
                 expected.append(" ".join(chunk))
     assert texts(prompt) == expected
     assert texts(prompt) == texts(prompt)  # deterministic
+
+
+def test_boilerplate_tags_are_recognised_but_concepts_are_not() -> None:
+    from pixtention.selector.phrases import is_boilerplate
+
+    boilerplate = [
+        "masterpiece", "(best quality)", "high quality", "8k", "8K UHD", "absurdres",
+        "ultra-detailed", "extremely detailed", "score_9", "score_8_up", "a white background",
+        "Simple Background", "grey background",
+    ]  # fmt: skip
+    concepts = [
+        "detailed eyes", "a red background", "background", "quality", "a forest", "1girl",
+        "masterpiece painting of a castle", "white", "white dress", "",
+    ]  # fmt: skip
+    assert [t for t in boilerplate if not is_boilerplate(t)] == []
+    assert [t for t in concepts if is_boilerplate(t)] == []

@@ -235,3 +235,61 @@ def test_triggers_are_inserted_whole_next_to_their_phrase(library) -> None:
     assert pick.triggers == ("knightarmor",)
     again = select(apply_picks(prompt, [pick]), library, k=1, base_model="sd1")
     assert again[0].name == "knight_armor" and again[0].triggers == ()
+
+
+def test_query_embeds_each_phrase_once_and_pools_the_prompt_row(library, monkeypatch) -> None:
+    from pixtention.selector.prompt import parse_prompt
+    from pixtention.selector.query import QUERY_CACHE, embed_query, pooled_prompt_vector
+    from pixtention.selector.select import DEFAULT_SCORING, lexical_index
+
+    seen: list[str] = []
+    real = library.embed
+
+    def recording(texts):
+        seen.extend(texts)
+        return real(texts)
+
+    monkeypatch.setattr(library, "embed", recording)
+    QUERY_CACHE.clear()
+    prompt = "watercolor painting of a samurai, autumn forest, (samurai:1.2)"
+    query = embed_query(parse_prompt(prompt), library, lexical_index(library), DEFAULT_SCORING)
+    texts = [p.text for p in query.phrases]
+    assert sorted(seen) == sorted(texts) and len(set(texts)) == len(texts) >= 3
+    np.testing.assert_allclose(query.vectors[1:], real(texts), atol=1e-6)
+    np.testing.assert_allclose(
+        query.vectors[0], pooled_prompt_vector(query.vectors[1:], query.weights), atol=1e-6
+    )
+    # the pooled row points where the prompt embedded whole does
+    whole = real([query.parsed.text])[0]
+    assert float(whole @ query.vectors[0]) > 0.8
+    seen.clear()
+    only_tags = embed_query(
+        parse_prompt("<lora:x:1>"), library, lexical_index(library), DEFAULT_SCORING
+    )
+    assert only_tags.phrases == () and len(seen) == 1 and only_tags.vectors.shape[0] == 1
+
+
+def test_pooled_prompt_vector_is_the_weighted_mean_direction() -> None:
+    from pixtention.selector.query import pooled_prompt_vector
+
+    basis = np.eye(3, dtype=np.float32)
+    pooled = pooled_prompt_vector(basis, np.array([3.0, 1.0, 0.0], np.float32))
+    expected = np.array([3.001, 1.001, 0.001]) / np.linalg.norm([3.001, 1.001, 0.001])
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5)
+    generic = pooled_prompt_vector(basis[:2], np.zeros(2, np.float32))  # no specific phrase
+    np.testing.assert_allclose(generic, [2**-0.5, 2**-0.5, 0.0], rtol=1e-5)
+
+
+def test_boilerplate_is_kept_out_of_retrieval(library) -> None:
+    from pixtention.selector.prompt import parse_prompt
+    from pixtention.selector.query import distinct_phrases
+
+    parsed = parse_prompt("masterpiece, best quality, a red dragon, white background, 8k")
+    assert [p.text for p in distinct_phrases(parsed)] == ["a red dragon"]
+    assert len(parsed.phrases) == 5  # still phrases of the prompt (spans, token positions)
+    # the backdrop's words no longer pull in "background" adapters, and boilerplate alone
+    # asks for nothing
+    assert select("a glass of orange juice on a white background", library, base_model="sd1") == []
+    assert select("masterpiece, best quality, simple background", library, threshold=-1) == []
+    picks = select("masterpiece, a red dragon, white background", library, k=1, base_model="sd1")
+    assert [(p.name, p.phrase) for p in picks] == [("red_dragon", "a red dragon")]

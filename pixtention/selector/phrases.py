@@ -23,6 +23,17 @@ STOPWORDS = frozenset((
     "its", "this", "that", "these", "those",
 ))  # fmt: skip
 FINE_MIN_WORDS = 4
+# Boilerplate: tags written into most prompts to steer quality or clear the backdrop. They name
+# no concept an adapter could serve, yet their words ("background", "detailed") match adapter
+# kinds and descriptions, so they are left out of retrieval (still phrases of the prompt).
+_BOILERPLATE = re.compile(
+    r"(?:(?:best|high|highest|top|good|normal|low|worst|amazing|great|masterpiece) quality"
+    r"|masterpiece|absurdres|highres|incredibly absurdres|high ?res(?:olution)?|\d+k(?: uhd)?"
+    r"|uhd|hdr|(?:very )?aesthetic|(?:ultra|extremely|highly|very|super|insanely) detailed"
+    r"|ultra high res|intricate details?|sharp focus|score \d(?: up)?"
+    r"|(?:simple|plain|white|black|gr[ae]y|transparent|gradient|blank|solid) background)"
+)
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 _COARSE = re.compile(
     r"[,;\n|，、；。！？!?]|\.(?=\s|$)|\b(?:and|with|in)\b", re.IGNORECASE | re.UNICODE
@@ -49,6 +60,15 @@ _ING_NOUNS = frozenset((
     "sing", "sling", "something", "spring", "sterling", "sting", "stocking", "string",
     "stuffing", "swing", "thing", "viking", "wedding", "wing", "writing",
 ))  # fmt: skip
+
+
+def is_boilerplate(phrase: str) -> bool:
+    """Whether a phrase is only a quality/resolution tag or a plain backdrop ("a white
+    background", "best quality", "8k", "score_9")."""
+    words = _NON_WORD.sub(" ", phrase.lower()).split()
+    while words and words[0] in ("a", "an", "the"):
+        words.pop(0)
+    return bool(words) and _BOILERPLATE.fullmatch(" ".join(words)) is not None
 
 
 def _is_action(word: str, previous: str | None) -> bool:

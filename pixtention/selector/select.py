@@ -21,6 +21,7 @@ from pixtention.curator.records import AdapterRecord
 from pixtention.library.base_model import parse_hint
 from pixtention.library.info import BASE_FAMILIES
 from pixtention.selector import retrieval
+from pixtention.selector.phrases import is_boilerplate
 from pixtention.selector.picks import Evidence, FieldMatch, Pick
 from pixtention.selector.probe import DEFAULT_BUDGET, ClusterIndex, probe
 from pixtention.selector.prompt import STOPWORDS, ParsedPrompt, Phrase, PromptTag, parse_prompt
@@ -244,13 +245,17 @@ def select(
                 log.warning("%s is not in the library; it stays a global LoRA", tag.text)
     pinned = _resolve(library, pins, "pinned adapter")
     excluded = {r.id for r in _resolve(library, exclude, "excluded adapter")}
-    want_auto = mode in ("auto", "both", "suggest") and k > 0 and bool(parsed.phrases)
+    want_auto = (
+        mode in ("auto", "both", "suggest")
+        and k > 0
+        and any(not is_boilerplate(p.text) for p in parsed.phrases)
+    )
     if not (want_auto or pinned or (user and mode in ("regionalise", "both"))):
         return []
 
     bm25 = lexical_index(library)
     query = embed_query(parsed, library, bm25, scoring)
-    lexical_all = bm25.scores(parsed.text)  # candidates and evidence, whatever its share
+    lexical_all = bm25.scores(query.text)  # candidates and evidence, whatever its share
     picks: list[Pick] = []
     taken: set[int] = {r.id for _, r in user}  # explicit tags are never auto-picked again
 
