@@ -9,7 +9,10 @@ whose clusters the whole prompt points to. Measured on 8.7k real Civitai adapter
 (``bench/selector.py``), centroid similarity ranks the cluster of a phrase's best adapter
 poorly (median 6th, 90th percentile 37th of 93), so a tight probe loses recall; the default
 budget scores a whole library of up to :data:`DEFAULT_BUDGET` adapters exactly and prunes
-only above that, where exact scoring would miss the latency target.
+only above that, where exact scoring would miss the latency target. (On 3,000 prompts, dense
+search alone kept 0.97 of flat R@3 at a budget of 2,048 and 0.98 at 4,096; the shipped hybrid,
+whose lexical top hits are always scored, kept 1.00 at both. Splitting clusters into cells of
+32–64 adapters, or probing by phrase-weighted similarity, did not help.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_BUDGET = 8192  # adapters scored exactly per query: ≈ 10 ms for 33 query rows on 2 cores
+from pixtention.selector.retrieval import cosine
+
+DEFAULT_BUDGET = 8192  # adapters scored exactly per query
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def probe(
     within ``budget``, and at least the first ``clusters`` of them."""
     if len(index.centroids) == 0:
         return np.zeros(0, dtype=np.int64)
-    sims = np.atleast_2d(queries).astype(np.float32) @ index.centroids.T
+    sims = cosine(np.atleast_2d(queries), index.centroids)
     order = probe_order(sims)
     covered = np.cumsum(index.sizes[order])
     keep = (np.arange(len(order)) < clusters) | (covered <= budget)
