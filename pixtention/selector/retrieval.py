@@ -81,10 +81,10 @@ def squash(scores: np.ndarray, half: float) -> np.ndarray:
 def cosine(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Cosine similarity of L2-normalised rows → (n_queries, n_vectors).
 
-    The product runs on torch's thread pool, the one the query embedding has just used: numpy's
-    OpenBLAS keeps threads of its own spinning after each call, and on two cores the two pools
-    slowed each other by about a third (select() p50 18.5 → 14.4 ms at 10k adapters, measured
-    interleaved on real prompts).
+    The product runs in torch, like the query embedding just before it (on the query thread,
+    :mod:`pixtention.selector.worker`): numpy's OpenBLAS keeps threads of its own spinning after
+    each call, and on two cores the two pools slowed each other by about a third (select() p50
+    18.5 → 14.4 ms at 10k adapters, measured interleaved on real prompts).
     """
     if len(vectors) == 0 or len(queries) == 0:
         return np.zeros((len(queries), len(vectors)), dtype=np.float32)
