@@ -350,23 +350,41 @@ def _scaled(records, vectors, size: int, seed: int):
 
 
 def _embedding_side_by_side(embedder, prompts: list[str]) -> dict:
-    """Embedding one prompt's texts (whole prompt + distinct phrases), interleaved: one padded
-    batch (how session 1 embedded them) against length batches with packed phrases (now)."""
+    """Embedding one prompt's query texts, interleaved: the whole prompt and its phrases in
+    float32 on the caller's threads (session 2) against its retrievable phrases alone at the
+    query precision on the query thread (now)."""
     import numpy as np
 
-    from pixtention.curator.embedder import TransformersEmbedder
+    from pixtention.curator.precision import autocast_cpu, query_dtype
     from pixtention.selector.prompt import parse_prompt
-    from pixtention.selector.query import distinct_phrases
+    from pixtention.selector.query import MAX_PHRASES, distinct_phrases
+    from pixtention.selector.worker import on_query_thread
 
-    padded = TransformersEmbedder(embedder.id, pack=False, padding_slack=float("inf"))
-    padded._model, padded._tokenizer = embedder._load()  # the same weights, loaded once
-    before, now, tokens = [], [], []
+    _, tokenizer = embedder._load()
+    dtype = query_dtype(embedder)
+
+    def native(texts):
+        with autocast_cpu(dtype):
+            return embedder.embed(texts)
+
+    def now_embed(texts):
+        return on_query_thread(native, texts)
+
+    before, now, tokens_before, tokens_now = [], [], [], []
     for prompt in prompts:
         parsed = parse_prompt(prompt)
-        texts = [parsed.text or "."] + [p.text for p in distinct_phrases(parsed)]
-        encoded = padded._tokenizer(texts, truncation=True, max_length=padded.max_length)
-        tokens.append(sum(len(x) for x in encoded["input_ids"]))
-        for embed, times in ((padded.embed, before), (embedder.embed, now)):
+        phrases = [p.text for p in distinct_phrases(parsed)]
+        first: dict[str, str] = {}
+        for phrase in parsed.phrases:
+            first.setdefault(phrase.text.lower(), phrase.text)
+        whole = [parsed.text or "."] + list(first.values())[:MAX_PHRASES]
+        for texts, counts in ((whole, tokens_before), (phrases, tokens_now)):
+            if not texts:  # only boilerplate: nothing to embed
+                counts.append(0)
+                continue
+            ids = tokenizer(texts, truncation=True, max_length=embedder.max_length)["input_ids"]
+            counts.append(sum(len(x) for x in ids))
+        for embed, texts, times in ((embedder.embed, whole, before), (now_embed, phrases, now)):
             t = time.perf_counter()
             embed(texts)
             times.append(time.perf_counter() - t)
@@ -375,13 +393,17 @@ def _embedding_side_by_side(embedder, prompts: list[str]) -> dict:
         return 1000 * float(np.percentile(xs, q))
 
     return {
-        "tokens_p50": float(np.percentile(tokens, 50)),
-        "tokens_p95": float(np.percentile(tokens, 95)),
-        "padded_p50_ms": pct(before, 50),
-        "padded_p95_ms": pct(before, 95),
-        "packed_p50_ms": pct(now, 50),
-        "packed_p95_ms": pct(now, 95),
+        "dtype": dtype,
+        "tokens_before_p50": float(np.percentile(tokens_before, 50)),
+        "tokens_before_p95": float(np.percentile(tokens_before, 95)),
+        "tokens_p50": float(np.percentile(tokens_now, 50)),
+        "tokens_p95": float(np.percentile(tokens_now, 95)),
+        "before_p50_ms": pct(before, 50),
+        "before_p95_ms": pct(before, 95),
+        "now_p50_ms": pct(now, 50),
+        "now_p95_ms": pct(now, 95),
         "ratio_p50": pct(now, 50) / max(pct(before, 50), 1e-9),
+        "ratio_p95": pct(now, 95) / max(pct(before, 95), 1e-9),
     }
 
 
@@ -503,10 +525,12 @@ def _print(result: dict) -> None:
     )
     e = result["latency"]["embedding"]
     print(
-        f"embedding a prompt + its phrases ({e['tokens_p50']:.0f}/{e['tokens_p95']:.0f} tokens "
-        f"p50/p95), side by side: one padded batch {e['padded_p50_ms']:.1f}/"
-        f"{e['padded_p95_ms']:.1f} ms, packed {e['packed_p50_ms']:.1f}/{e['packed_p95_ms']:.1f} ms"
-        f" (ratio {e['ratio_p50']:.2f})"
+        f"embedding a prompt, side by side: whole prompt + all phrases in float32 "
+        f"({e['tokens_before_p50']:.0f}/{e['tokens_before_p95']:.0f} tokens p50/p95) "
+        f"{e['before_p50_ms']:.1f}/{e['before_p95_ms']:.1f} ms; retrievable phrases in "
+        f"{e['dtype']} ({e['tokens_p50']:.0f}/{e['tokens_p95']:.0f} tokens) "
+        f"{e['now_p50_ms']:.1f}/{e['now_p95_ms']:.1f} ms (ratio p50 {e['ratio_p50']:.2f}, "
+        f"p95 {e['ratio_p95']:.2f})"
     )
     for size, m in result["latency"].items():
         if size == "embedding":
