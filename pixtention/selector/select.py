@@ -108,7 +108,11 @@ class _Scored:
 
 
 def _score(query: Query, library, ids: np.ndarray, lexical_all: np.ndarray, scoring) -> _Scored:
-    sims = retrieval.cosine(query.vectors, library.vectors[ids])
+    vectors = library.vectors
+    if 2 * len(ids) > len(vectors):  # most of the library: one product beats copying its rows
+        sims = retrieval.cosine(query.vectors, vectors)[:, ids]
+    else:
+        sims = retrieval.cosine(query.vectors, vectors[ids])
     dense, best = retrieval.dense_scores(sims, scoring.prompt_share, query.weights)
     phrase_score = sims[1 + best, np.arange(len(ids))] if len(query.phrases) else np.zeros(len(ids))
     lexical = retrieval.squash(lexical_all[ids], scoring.bm25_half)
