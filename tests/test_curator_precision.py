@@ -89,3 +89,28 @@ def test_queries_use_the_native_precision_and_keep_the_space(minilm):
     reference = minilm.embed(phrases)  # float32
     assert float((queried * reference).sum(axis=1).min()) >= 0.999
     assert (expected == "float32") == np.array_equal(queried, reference)  # autocast really ran
+
+
+def test_autocast_runs_a_twin_with_bf16_linear_weights(minilm):
+    import torch
+
+    from pixtention.curator.embedder import TransformersEmbedder
+
+    fresh = TransformersEmbedder()
+    fresh._model, fresh._tokenizer = minilm._load()  # same weights, no twin yet
+    phrases = ["a red dragon", "watercolor painting", "1girl", "cyberpunk neon city at night"]
+    reference = fresh.embed(phrases)  # float32: no twin
+    assert fresh._model_bf16 is None
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        twin_vectors = fresh._run(
+            fresh._tokenizer(phrases, truncation=True, max_length=128), [[i] for i in range(4)]
+        )  # the twin is built here
+    twin, model = fresh._model_bf16, fresh._model
+    assert twin is not None and twin is not model
+    assert twin.embeddings.word_embeddings.weight is model.embeddings.word_embeddings.weight
+    linears = [m for m in twin.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert all(m.weight.dtype == torch.float32 for m in model.modules()
+               if isinstance(m, torch.nn.Linear))  # fmt: skip
+    assert float((twin_vectors * reference).sum(axis=1).min()) >= 0.999
+    np.testing.assert_array_equal(fresh.embed(phrases), reference)  # float32 path untouched
