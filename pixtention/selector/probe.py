@@ -7,12 +7,15 @@ of the query (the prompt, each phrase) probes its own nearest clusters, rank by 
 among that phrase's nearest neighbours, and the phrase that names a concept is rarely the one
 whose clusters the whole prompt points to. Measured on 8.7k real Civitai adapters
 (``bench/selector.py``), centroid similarity ranks the cluster of a phrase's best adapter
-poorly (median 6th, 90th percentile 37th of 93), so a tight probe loses recall; the default
-budget scores a whole library of up to :data:`DEFAULT_BUDGET` adapters exactly and prunes
-only above that, where exact scoring would miss the latency target. (On 3,000 prompts, dense
-search alone kept 0.97 of flat R@3 at a budget of 2,048 and 0.98 at 4,096; the shipped hybrid,
-whose lexical top hits are always scored, kept 1.00 at both. Splitting clusters into cells of
-32–64 adapters, or probing by phrase-weighted similarity, did not help.)
+poorly (median 6th, 90th percentile 37th of 93), so a probe of a few clusters loses recall,
+while probing rank by rank over all rows reaches far sooner. The default budget is
+:data:`DEFAULT_BUDGET` adapters (about 20 clusters there), set for latency: at 10k adapters
+select()'s p95 was 27 ms with 2,048, 32 ms with 4,096 and 34 ms with 8,192 (one query
+thread, measured interleaved), and the cost is per candidate (scores, sorting), not only the
+rows × candidates product. On 3,000 prompts the shipped hybrid, whose lexical top hits are
+always scored, kept 1.00 of flat R@3 at 2,048 and 4,096; dense search alone kept 0.97–1.01
+(a few prompts of ~150 hits either way, run to run). Splitting clusters into cells of 32–64
+adapters, or probing by phrase-weighted similarity, did not help it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from pixtention.selector.retrieval import cosine
 
-DEFAULT_BUDGET = 8192  # adapters scored exactly per query
+DEFAULT_BUDGET = 2048  # adapters scored exactly per query (plus the lexical top hits)
 
 
 @dataclass(frozen=True)
