@@ -166,28 +166,28 @@ def test_disjoint_hard_masks_give_each_region_its_own_adapter(tiny_unet) -> None
     assert checked > 100
 
 
-@pytest.mark.parametrize("path", ["dense", "token-sparse"])
+@pytest.mark.parametrize("path", ["dense", "token-sparse", "token-sparse-lowrank"])
 def test_cross_attention_follows_the_branch_formula(tiny_unet, monkeypatch, path: str) -> None:
     """O = Σ m_k·attn(Q, K+ΔK_k, V+ΔV_k) + (1 − Σ m_k)·attn(Q, K, V), checked on soft masks:
     everywhere (every query in every branch) and in small overlapping patches (each branch's
-    attention computed on its own queries only)."""
+    attention computed on its own queries only); with a dense second adapter, and with two
+    low-rank ones (their K/V formed inside one batched GEMM)."""
     import pixtention.integrator.call_masks as call_masks_module
     import pixtention.integrator.session as session_module
 
     calls = []
-    real = session_module.sparse_branch_blend
-    monkeypatch.setattr(
-        session_module, "sparse_branch_blend", lambda *a: calls.append(1) or real(*a)
-    )
+    real = session_module.sparse_branches
+    monkeypatch.setattr(session_module, "sparse_branches", lambda *a: calls.append(1) or real(*a))
     kv = lambda n: n.endswith("attn2.to_k") or n.endswith("attn2.to_v")  # noqa: E731
-    a, b = (
-        lowrank_adapter(tiny_unet, 8, include=kv, std=0.5),
-        dense_adapter(tiny_unet, 9, "full", include=kv, std=0.3),
-    )
+    a = lowrank_adapter(tiny_unet, 8, include=kv, std=0.5)
+    if path == "token-sparse-lowrank":
+        b = lowrank_adapter(tiny_unet, 9, include=kv, std=0.3)
+    else:
+        b = dense_adapter(tiny_unet, 9, "full", include=kv, std=0.3)
     x, t, ctx = unet_inputs(size=8)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 8), torch.linspace(0, 1, 8), indexing="ij")
     masks = torch.stack([0.6 * xx, 0.4 * yy])
-    if path == "token-sparse":
+    if path.startswith("token-sparse"):
         monkeypatch.setattr(call_masks_module, "SPARSE_MIN_TOKENS", 0)
         masks = torch.stack([0.6 * xx * (xx < 0.3), 0.4 * yy * (yy > 0.75) * (xx < 0.5)])
     layer = "input_blocks.4.1.transformer_blocks.0.attn2"
@@ -247,7 +247,7 @@ def test_cross_attention_follows_the_branch_formula(tiny_unet, monkeypatch, path
         expected = attn.to_out(blended)
     assert (expected - out).abs().max() <= 1e-5
     assert (attn.to_out(attend(k, v)) - out).abs().max() > 1e-3  # the branches changed it
-    assert bool(calls) == (path == "token-sparse")
+    assert bool(calls) == path.startswith("token-sparse")
 
 
 def test_detach_removes_every_hook_also_on_exception(tiny_unet) -> None:
@@ -301,3 +301,40 @@ def test_token_sparse_path_is_taken_and_matches_the_dense_path(tiny_unet, monkey
     dense = _run(tiny_unet, adapters, masks, inputs)
     assert not calls
     assert torch.allclose(sparse, dense, atol=1e-5)
+
+
+def test_branch_keys_are_reused_only_while_the_context_repeats(tiny_unet, monkeypatch) -> None:
+    """K+ΔK / V+ΔV of the branches are kept across steps of one prompt, and made again as soon
+    as the context changes: outputs equal a fresh session's for every context."""
+    import pixtention.integrator.branch_inputs as branch_module
+    import pixtention.integrator.call_masks as call_masks_module
+
+    monkeypatch.setattr(call_masks_module, "SPARSE_MIN_TOKENS", 0)
+    made = []
+    real = branch_module.branch_inputs
+    monkeypatch.setattr(branch_module, "branch_inputs", lambda *a: made.append(1) or real(*a))
+    adapters = [
+        _gated("a", lowrank_adapter(tiny_unet, 14)),
+        _gated("b", lowrank_adapter(tiny_unet, 15)),
+    ]
+    masks = torch.zeros(2, 16, 16)
+    masks[0, :, :5] = 0.8
+    masks[1, :, 10:] = 0.6
+    x, t, ctx = unet_inputs(size=16)
+    other = ctx + 0.5 * torch.randn(ctx.shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad(), attach(tiny_unet, adapters, MaskConfig()) as session:
+        session.set_masks(masks)
+        first = tiny_unet(x, t, ctx)
+        per_call = len(made)
+        assert per_call > 0
+        again = tiny_unet(x, t + 1, ctx)  # next step, same prompt: nothing made again
+        assert len(made) == per_call
+        changed = tiny_unet(x, t + 1, other)  # a new context: made again
+        assert len(made) == 2 * per_call
+    fresh_first = _run(tiny_unet, adapters, masks, (x, t, ctx))
+    fresh_again = _run(tiny_unet, adapters, masks, (x, t + 1, ctx))
+    fresh_changed = _run(tiny_unet, adapters, masks, (x, t + 1, other))
+    assert torch.equal(first, fresh_first)
+    assert torch.equal(again, fresh_again)
+    assert torch.equal(changed, fresh_changed)
+    assert not torch.allclose(changed, again)

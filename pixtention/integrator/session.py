@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 import torch
 
 from pixtention.integrator import masks as maskmath
+from pixtention.integrator.branch_inputs import BranchInputs
 from pixtention.integrator.call_masks import CallMasks
 from pixtention.integrator.capture import attention_probs, find_cross_attention, head_count
 from pixtention.integrator.config import GatedAdapter, IntegratorError, MaskConfig, RowLayout
-from pixtention.integrator.gating import branch_blend, sparse_branch_blend
+from pixtention.integrator.gating import branch_blend, sparse_branches
 from pixtention.integrator.mask_state import MaskState
 from pixtention.integrator.targets import (
     AttachReport,
@@ -29,7 +30,6 @@ from pixtention.integrator.targets import (
     plan_targets,
     prepare,
     spatial_delta,
-    stack_deltas,
 )
 
 LayoutSource = RowLayout | Callable[[int, torch.Tensor | None], RowLayout] | None
@@ -137,6 +137,7 @@ class Session:
         self._handles.clear()
         self._stash.clear()
         self._emb.clear()
+        self._kv.clear()
         if self._unet is not None and _ATTACHED.get(self._unet) is self:
             del _ATTACHED[self._unet]
         self._unet = None
@@ -194,6 +195,7 @@ class Session:
         self._calls = CallMasks(self.state)
         self._stash: dict[str, dict[str, torch.Tensor]] = {}
         self._emb: dict[str, tuple[tuple[int, ...], torch.Tensor]] = {}
+        self._kv = BranchInputs()
 
     def _install(self, unet: torch.nn.Module) -> None:
         modules = dict(unet.named_modules())
@@ -384,19 +386,19 @@ class Session:
             index = sorted({i for p in preps.values() if p is not None for i in p.plan_index})
             if active.isdisjoint(index):
                 return None
-            deltas = {
-                r: per_adapter_deltas(p, stash["context"]) if p is not None else {}
-                for r, p in preps.items()
-            }
             sel = m[:, index].transpose(1, 2)  # [B, N, K']
-            q, k, v = stash["q"], stash["k"], stash["v"]
+            q, k, v, context = stash["q"], stash["k"], stash["v"], stash["context"]
             groups = self._calls.groups(tuple(index), m)
             if groups is None:
+                deltas = {
+                    r: per_adapter_deltas(p, context) if p is not None else {}
+                    for r, p in preps.items()
+                }
                 dk = [deltas["k"].get(i) for i in index]
                 dv = [deltas["v"].get(i) for i in index]
                 return (branch_blend(base, q, k, v, dk, dv, sel, heads), *args[1:])
-            dk, dv = (stack_deltas(deltas[r], index, k) for r in ("k", "v"))
-            out = sparse_branch_blend(base, q, k, v, dk, dv, sel, groups, heads)
-            return (out, *args[1:])
+            kk = self._kv.get(path, preps["k"], k, context, index)
+            vv = self._kv.get(path, preps["v"], v, context, index)
+            return (sparse_branches(base, q, kk, vv, sel, groups, heads), *args[1:])
 
         return hook

@@ -284,6 +284,29 @@ def stack_deltas(
     return torch.stack([deltas.get(i, zeros).to(like.dtype) for i in index])
 
 
+def branch_inputs(
+    prep: Prepared | None, base: torch.Tensor, context: torch.Tensor, index: Sequence[int]
+) -> torch.Tensor:
+    """``base + Δ_k(context)`` for adapters ``index``, stacked ``[K', B, T, inner]`` (``base``
+    itself for an adapter without a delta here): the keys or values of each attention branch.
+
+    When every adapter of ``index`` is plain low-rank here, the add rides in the up GEMM
+    (``baddbmm``) instead of stacking per-adapter deltas and adding them afterwards.
+    """
+    count = len(index)
+    if prep is None:
+        return base.expand(count, *base.shape)
+    if prep.dense_w is None and not prep.tucker and prep.lowrank_index == tuple(index):
+        down, up = prep.per_adapter
+        hidden = torch.matmul(
+            context.reshape(-1, context.shape[-1]).to(down.dtype), down.transpose(1, 2)
+        )
+        flat = base.reshape(1, -1, base.shape[-1]).to(up.dtype)
+        out = torch.baddbmm(flat, hidden, up.transpose(1, 2))
+        return out.view(count, *base.shape).to(base.dtype)
+    return base + stack_deltas(per_adapter_deltas(prep, context), index, base)
+
+
 def dense_stack(prep: Prepared, x: torch.Tensor) -> torch.Tensor:
     """Dense deltas of every dense adapter, ``[Kd, B, ...]``, for a spatial input."""
     k = len(prep.dense_index)
@@ -354,6 +377,13 @@ def add_sparse(
     rows, positions = groups.rows.view(-1), groups.positions.view(-1)
     tokens = x.flatten(2)[rows, :, positions].to(down.dtype)  # 1×1 conv: [K·n, C]
     delta = gated_tokens(tokens.view(k, -1, tokens.shape[-1]), down, up, gate)
-    ys = y.flatten(2).transpose(1, 2)  # a view [B, HW, C] of y
-    ys.index_put_((rows, positions), delta.view(rows.shape[0], -1).to(y.dtype), accumulate=True)
+    # scatter into a token-major buffer (index_add_ on rows is cheap; an accumulating
+    # index_put_ into the channel-major output is not), then add it transposed
+    b, c = y.shape[:2]
+    flat = groups.flat.view(-1)
+    buffer = y.new_zeros(b * y[0, 0].numel(), c).index_add_(
+        0, flat, delta.view(flat.shape[0], -1).to(y.dtype)
+    )
+    ys = y.flatten(2)  # a view [B, C, HW] of y
+    ys.add_(buffer.view(b, -1, c).transpose(1, 2))
     return y
