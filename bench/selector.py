@@ -431,7 +431,7 @@ def latency(args, work: Path) -> dict:
         lexical_index(library)
         bm25_s = time.perf_counter() - started
         # Unseen prompts after a history of other prompts: each prompt is new, but the cache
-        # holds the phrases of the prompts before it (quality tags repeat across prompts).
+        # holds the phrases of the prompts before it (common tags repeat across prompts).
         QUERY_CACHE.clear()
         history = []
         for prompt in prompts:

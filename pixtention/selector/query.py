@@ -5,9 +5,9 @@ Only the phrases are embedded; the prompt's own vector is their specificity-weig
 model twice; on 1,500 real prompts the pooled vector gave the same recall (R@3 0.094 against
 0.090, MRR 0.081 against 0.081) for about 40 % fewer tokens. Vectors of recent texts are kept
 in a bounded LRU cache, because a prompt typed a word at a time keeps most of its phrases and
-prompts share their quality tags. The cache never hides a mismatched embedder: the library is
-asked to embed even when every text is cached, and refuses when its configured model is not the
-one the index was built with.
+prompts share common tags ("1girl", "solo"). The cache never hides a mismatched embedder: the
+library is asked to embed even when every text is cached, and refuses when its configured model
+is not the one the index was built with.
 """
 
 from __future__ import annotations
