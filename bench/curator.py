@@ -118,7 +118,7 @@ def run_one(kind: str, size: int | None, data: Path, work: Path, queries: int) -
 
     from pixtention.curator import index_folder, open_library
     from pixtention.curator.embedder import make_embedder
-    from pixtention.curator.precision import bulk_dtype
+    from pixtention.curator.precision import native_dtype
 
     folder, store = work / "lib", work / "store"
     t = time.perf_counter()
@@ -186,7 +186,7 @@ def run_one(kind: str, size: int | None, data: Path, work: Path, queries: int) -
         "cold_files_per_s": round(n / cold_s, 1),
         "cold_cpu_s": round(cold_cpu_s, 2),  # all threads; less sensitive to a busy machine
         "cold_stages_s": stages.seconds,
-        "embed_dtype": bulk_dtype(embedder, cold.embedded),
+        "embed_dtype": native_dtype(embedder),
         "load_average": round(os.getloadavg()[0], 2),
         "refresh_ms": round(statistics.median(refresh) * 1000, 1),
         "reread_headers_ms": round(reread_s * 1000, 1),

@@ -355,13 +355,13 @@ def _embedding_side_by_side(embedder, prompts: list[str]) -> dict:
     query precision on the query thread (now)."""
     import numpy as np
 
-    from pixtention.curator.precision import autocast_cpu, query_dtype
+    from pixtention.curator.precision import autocast_cpu, native_dtype
     from pixtention.selector.prompt import parse_prompt
     from pixtention.selector.query import MAX_PHRASES, distinct_phrases
     from pixtention.selector.worker import on_query_thread
 
     _, tokenizer = embedder._load()
-    dtype = query_dtype(embedder)
+    dtype = native_dtype(embedder)
 
     def native(texts):
         with autocast_cpu(dtype):

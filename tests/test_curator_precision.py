@@ -9,11 +9,9 @@ import pytest
 
 from pixtention.curator.embedder import make_embedder
 from pixtention.curator.precision import (
-    BULK_MIN_TEXTS,
-    bulk_dtype,
     cpu_has_native_bf16,
     embed_bulk,
-    query_dtype,
+    native_dtype,
 )
 from tests.test_curator_fixtures import THEMES, HashEmbedder
 
@@ -40,7 +38,6 @@ def minilm():
 
 def test_bulk_vectors_agree_with_float32(minilm):
     texts = documents()
-    assert len(texts) >= BULK_MIN_TEXTS
     reference = minilm.embed(texts)  # float32, checked against mean pooling elsewhere
     bulk = embed_bulk(minilm, texts)
     assert bulk.dtype == np.float32 and bulk.shape == reference.shape
@@ -52,23 +49,21 @@ def test_bulk_vectors_agree_with_float32(minilm):
     np.fill_diagonal(ref_sim, -1), np.fill_diagonal(bulk_sim, -1)
     agree = np.mean(ref_sim.argmax(1) == bulk_sim.argmax(1))
     assert agree >= 0.95
-    if bulk_dtype(minilm, len(texts)) == "bfloat16":
+    if native_dtype(minilm) == "bfloat16":
         assert not np.array_equal(bulk, reference)  # autocast really ran
     else:
         np.testing.assert_array_equal(bulk, reference)
 
 
 def test_precision_choice(minilm):
-    many = BULK_MIN_TEXTS
     expected = "bfloat16" if cpu_has_native_bf16() else "float32"
-    assert bulk_dtype(minilm, many) == expected
-    assert bulk_dtype(minilm, many - 1) == "float32"  # one new file: no bf16 set-up cost
-    assert bulk_dtype(HashEmbedder(), many) == "float32"  # not a torch CPU embedder
+    assert native_dtype(minilm) == expected
+    assert native_dtype(HashEmbedder()) == "float32"  # not a torch CPU embedder
 
     class OnGpu:
         id, device = "x", "cuda"
 
-    assert bulk_dtype(OnGpu(), many) == "float32"
+    assert native_dtype(OnGpu()) == "float32"
 
 
 def test_custom_embedders_pass_through_unchanged():
@@ -80,9 +75,7 @@ def test_custom_embedders_pass_through_unchanged():
 def test_queries_use_the_native_precision_and_keep_the_space(minilm):
     from pixtention.curator.library import Library
 
-    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
-    assert query_dtype(minilm) == expected
-    assert query_dtype(HashEmbedder()) == "float32"
+    expected = native_dtype(minilm)
     phrases = ["a red dragon", "watercolor painting", "1girl", "cyberpunk neon city at night"]
     library = Library.from_records([], np.zeros((0, 384), np.float32), minilm)
     queried = library.embed(phrases)

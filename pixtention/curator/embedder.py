@@ -224,6 +224,8 @@ class TransformersEmbedder:
 
         if not _autocasting_cpu_to(torch.bfloat16):
             return self._model
+        if self._model_bf16 is not None:
+            return self._model_bf16
         with self._lock:
             if self._model_bf16 is None:
                 model = self._model

@@ -21,7 +21,7 @@ from pixtention.curator import clusters as clustering
 from pixtention.curator.catalog import Catalog, is_corruption
 from pixtention.curator.documents import document_digest
 from pixtention.curator.embedder import Embedder, EmbedderError, make_embedder
-from pixtention.curator.precision import autocast_cpu, query_dtype
+from pixtention.curator.precision import autocast_cpu, native_dtype
 from pixtention.curator.records import AdapterRecord
 from pixtention.curator.serial import record_from_json
 from pixtention.curator.store import CATALOG_NAME, StoreError, resolve_store_dir
@@ -138,7 +138,7 @@ class Library:
                 f"the index was built with embedder {self._embedder_id!r} but "
                 f"{self._embedder.id!r} is configured; re-index to switch embedders"
             )
-        with autocast_cpu(query_dtype(self._embedder)):
+        with autocast_cpu(native_dtype(self._embedder)):
             return self._embedder.embed(list(texts))
 
     def search(self, queries: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,6 @@ import numpy as np
 
 from pixtention.curator.embedder import Embedder
 
-BULK_MIN_TEXTS = 64  # below this (one new file, a few changed ones) float32 answers sooner
-
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
@@ -34,16 +32,11 @@ def cpu_has_native_bf16() -> bool:
     return False  # older torch cannot tell us: float32 is the safe choice
 
 
-def bulk_dtype(embedder: Embedder, n_texts: int) -> str:
-    """``"bfloat16"`` for many texts on a torch embedder on a CPU with native bf16, else
-    ``"float32"``: bf16 kernels pay a set-up cost per new shape that only big batches repay."""
-    if n_texts < BULK_MIN_TEXTS or getattr(embedder, "device", None) != "cpu":
-        return "float32"  # GPUs and custom embedders manage their own precision
-    return "bfloat16" if cpu_has_native_bf16() else "float32"
-
-
-def query_dtype(embedder: Embedder) -> str:
-    """``"bfloat16"`` for a torch embedder on a CPU with native bf16, else ``"float32"``."""
+def native_dtype(embedder: Embedder) -> str:
+    """``"bfloat16"`` for a torch embedder on a CPU with native bf16, else ``"float32"`` (GPUs
+    and custom embedders manage their own precision). Whatever the batch: one 128-token
+    document took 57 ms in bf16 against 96 ms in float32 as a process's first call, 8 against
+    15 ms after that."""
     if getattr(embedder, "device", None) != "cpu":
         return "float32"
     return "bfloat16" if cpu_has_native_bf16() else "float32"
@@ -63,6 +56,6 @@ def autocast_cpu(dtype: str) -> Iterator[None]:
 
 def embed_bulk(embedder: Embedder, texts: list[str]) -> np.ndarray:
     """Embed many documents at the fastest precision that keeps the vector space."""
-    with autocast_cpu(bulk_dtype(embedder, len(texts))):
+    with autocast_cpu(native_dtype(embedder)):
         vectors = embedder.embed(texts)
     return np.ascontiguousarray(vectors, dtype=np.float32)
