@@ -50,4 +50,5 @@ def test_select_runs_there(monkeypatch) -> None:
             return 0
 
     assert module.select("a red dragon", Empty()) == []
+    assert module.select.__name__ == "select" and "best first" in module.select.__doc__
     assert seen and seen[0][0].startswith("pixtention-query") and seen[0][1] == 1

@@ -27,7 +27,7 @@ from pixtention.selector.probe import DEFAULT_BUDGET, ClusterIndex, probe
 from pixtention.selector.prompt import STOPWORDS, ParsedPrompt, Phrase, PromptTag, parse_prompt
 from pixtention.selector.query import Query, embed_query
 from pixtention.selector.triggers import choose_triggers, choose_weight, words
-from pixtention.selector.worker import on_query_thread
+from pixtention.selector.worker import query_thread
 
 log = logging.getLogger("pixtention.selector")
 
@@ -208,6 +208,7 @@ def _compatible(record: AdapterRecord, family: str | None) -> bool:
     return family is None or record.base_family in (family, "unknown")
 
 
+@query_thread
 def select(
     prompt: str,
     library,
@@ -233,26 +234,6 @@ def select(
     ``base_model`` (e.g. "sd1", "sdxl", "pony") hides adapters of another family; adapters
     scoring below ``threshold`` are never picked automatically, so an unrelated prompt gets none.
     """
-    return on_query_thread(
-        _select, prompt, library, k, clusters, base_model, per_phrase, threshold, exclude,
-        pins, mode, scoring, budget,
-    )  # fmt: skip
-
-
-def _select(
-    prompt: str,
-    library,
-    k: int,
-    clusters: int | None,
-    base_model: str | None,
-    per_phrase: int,
-    threshold: float,
-    exclude: Sequence[str],
-    pins: Sequence[str],
-    mode: str,
-    scoring: retrieval.Scoring,
-    budget: int,
-) -> list[Pick]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if k < 0 or per_phrase < 1:

@@ -10,6 +10,7 @@ changes nothing for the caller or the WebUI's sampler.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,3 +41,13 @@ def on_query_thread(fn: Callable[..., T], *args, **kwargs) -> T:
                 1, thread_name_prefix="pixtention-query", initializer=_init_thread
             )
     return _executor.submit(fn, *args, **kwargs).result()
+
+
+def query_thread(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator: every call of ``fn`` runs on the query thread."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs) -> T:
+        return on_query_thread(fn, *args, **kwargs)
+
+    return run
