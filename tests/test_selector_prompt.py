@@ -17,6 +17,11 @@ def texts(prompt: str) -> list[str]:
     return [p.text for p in parse_prompt(prompt).phrases]
 
 
+def written(prompt: str) -> list[tuple[str, str]]:
+    """Each phrase's text and the part of the prompt its span covers."""
+    return [(p.text, prompt[slice(*p.span)]) for p in parse_prompt(prompt).phrases]
+
+
 def test_commas_break_and_boundary_words_cut_phrases() -> None:
     assert texts("a castle, a knight with a sword BREAK a dragon in the sky") == [
         "a castle",
@@ -36,20 +41,12 @@ def test_commas_break_and_boundary_words_cut_phrases() -> None:
 
 def test_emphasis_is_unwrapped_and_spans_point_into_the_prompt() -> None:
     prompt = "masterpiece, (best quality:1.4), ((red hair)), [blurry], a (tall:0.8) tree"
-    parsed = parse_prompt(prompt)
-    assert [p.text for p in parsed.phrases] == [
-        "masterpiece",
-        "best quality",
-        "red hair",
-        "blurry",
-        "a tall tree",
-    ]
-    assert [prompt[slice(*p.span)] for p in parsed.phrases] == [
-        "masterpiece",
-        "best quality",
-        "red hair",
-        "blurry",
-        "a (tall:0.8) tree",
+    assert written(prompt) == [
+        ("masterpiece", "masterpiece"),
+        ("best quality", "best quality"),
+        ("red hair", "red hair"),
+        ("blurry", "blurry"),
+        ("a tall tree", "a (tall:0.8) tree"),
     ]
 
 
@@ -168,15 +165,8 @@ def test_any_text_parses_with_consistent_spans(prompt: str) -> None:
 
 
 def test_sentences_split_at_prepositions_light_verbs_and_actions() -> None:
-    prompt = "pixel art of a red dragon flying over a neon city"
-    parsed = parse_prompt(prompt)
-    assert [p.text for p in parsed.phrases] == [
-        "pixel art",
-        "a red dragon",
-        "flying",
-        "a neon city",
-    ]
-    assert [prompt[slice(*p.span)] for p in parsed.phrases] == [p.text for p in parsed.phrases]
+    pieces = ["pixel art", "a red dragon", "flying", "a neon city"]
+    assert written("pixel art of a red dragon flying over a neon city") == [(p, p) for p in pieces]
     assert texts("a girl wearing a red dress holding a sword") == [
         "a girl",
         "a red dress",
@@ -195,19 +185,11 @@ def test_sentences_split_at_prepositions_light_verbs_and_actions() -> None:
     ]
     assert texts("photo of a cat is sleeping") == ["photo", "a cat is sleeping"]
     # emphasis inside a sentence: spans still cover the words as written
-    prompt = "masterpiece, (red dragon:1.2) flying over a (neon city:0.9)"
-    parsed = parse_prompt(prompt)
-    assert [p.text for p in parsed.phrases] == [
-        "masterpiece",
-        "red dragon",
-        "flying",
-        "a neon city",
-    ]
-    assert [prompt[slice(*p.span)] for p in parsed.phrases] == [
-        "masterpiece",
-        "red dragon",
-        "flying",
-        "a (neon city",
+    assert written("masterpiece, (red dragon:1.2) flying over a (neon city:0.9)") == [
+        ("masterpiece", "masterpiece"),
+        ("red dragon", "red dragon"),
+        ("flying", "flying"),
+        ("a neon city", "a (neon city"),
     ]
 
 
