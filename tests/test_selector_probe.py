@@ -119,3 +119,26 @@ def test_a_budget_covering_the_library_scores_exactly_and_a_small_one_prunes() -
     pruned = select(prompt, library, k=5, per_phrase=5, clusters=1, budget=1, threshold=-1)
     assert pruned  # the nearest cluster and the lexical top hits are always scored
     assert all(p.score <= flat[0].score + 1e-6 for p in pruned)
+
+
+def test_scores_do_not_depend_on_how_many_candidates_are_scored() -> None:
+    """Most of the library is scored with one product over all of it, a few candidates by
+    copying their rows; both paths give every candidate the same score and bound phrase."""
+    import importlib
+
+    module = importlib.import_module("pixtention.selector.select")
+    library = _library(400)
+    bm25 = module.lexical_index(library)
+    parsed = module.parse_prompt("a knight in armor, neon city, watercolor dragon")
+    query = module.embed_query(parsed, library, bm25, module.DEFAULT_SCORING)
+    lexical = bm25.scores(query.text)
+    many = np.arange(300)  # more than half the library: the whole-library product
+    few = many[::7]  # the copied rows
+    a = module._score(query, library, many, lexical, module.DEFAULT_SCORING)
+    b = module._score(query, library, few, lexical, module.DEFAULT_SCORING)
+    np.testing.assert_allclose(a.score[::7], b.score, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(a.phrase[::7], b.phrase)
+    reference = query.vectors @ library.vectors[few].T  # an independent numpy product
+    np.testing.assert_allclose(
+        b.phrase_score, reference[1 + b.phrase, np.arange(len(few))], atol=1e-5
+    )
