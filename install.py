@@ -10,6 +10,7 @@ A1111's and Forge's pins); the rest only executes it.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -30,6 +31,25 @@ class Step:
     @property
     def pip_args(self) -> tuple[str, ...]:
         return ("install", "--no-deps", self.requirement)
+
+    @property
+    def pip_command(self) -> str:
+        """``pip_args`` as the one shell string ``launch.run_pip`` pastes after ``python -m pip``
+        (it runs through ``/bin/sh`` or ``cmd.exe``: ``<``, ``>`` and ``,`` must be quoted)."""
+        return " ".join(shell_word(arg) for arg in self.pip_args)
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_.=/:+-]+")
+
+
+def shell_word(arg: str) -> str:
+    """One argument for both POSIX shells and ``cmd.exe``: double quotes where needed (the
+    requirements here never hold ``"``, ``$``, backquotes or ``%``, which double quotes keep)."""
+    if _PLAIN_WORD.fullmatch(arg):
+        return arg
+    if any(ch in arg for ch in '"$`%\\!'):
+        raise ValueError(f"cannot quote {arg!r} for the WebUI's shell")
+    return f'"{arg}"'
 
 
 @dataclass(frozen=True)
@@ -87,16 +107,27 @@ def _run_pip(step: Step) -> None:
     except ImportError:
         subprocess.run([sys.executable, "-m", "pip", *step.pip_args], check=True)
         return
-    launch.run_pip(" ".join(step.pip_args), f"PixTention requirement: {step.requirement}")
+    launch.run_pip(step.pip_command, f"PixTention requirement: {step.requirement}")
 
 
 def main() -> int:
+    """Install each missing piece; a failed install is one clear line and the others still run.
+
+    Exits 0 even then: the launcher would otherwise bury that line in its own error report,
+    and the WebUI starts either way, with PixTention's status saying what is missing."""
     result = plan(installed_distributions())
     for warning in result.warnings:
         print(warning, file=sys.stderr)
     for step in result.steps:
         print(f"PixTention: installing {step.requirement} ({step.reason})")
-        _run_pip(step)
+        try:
+            _run_pip(step)
+        except (RuntimeError, subprocess.CalledProcessError, OSError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            print(
+                f"PixTention: could not install {step.requirement} ({reason}); install it by "
+                f"hand with: python -m pip install --no-deps {shell_word(step.requirement)}"
+            )
     return 0
 
 

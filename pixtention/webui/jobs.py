@@ -35,6 +35,7 @@ class Job:
     session: Any = None
     masks: dict[int, Any] = field(default_factory=dict)  # image → masks [K, h, w] (cpu)
     mask_names: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    taken_tags: set[str] = field(default_factory=set)  # ``<lora:…>`` names PixTention applies
     cond_rows: int | None = None  # from on_cfg_denoiser (A1111)
     text_uncond: Any = None
     _saved_sample: Any = _MISSING

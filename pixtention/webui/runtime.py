@@ -8,6 +8,7 @@ and a reload can detach whatever a job left behind.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import weakref
 from collections import OrderedDict
@@ -28,7 +29,11 @@ class Runtime:
         self._service = service
         self._lock = threading.Lock()
         self._adapters: OrderedDict[tuple[str, int], Any] = OrderedDict()
-        self._jobs: weakref.WeakKeyDictionary[Any, Job] = weakref.WeakKeyDictionary()
+        self._hashes: dict[str, str] = {}  # fingerprint → AutoV2 of picked files
+        # Keyed by identity: the WebUIs' processing classes are dataclasses, hence unhashable.
+        # The weak reference drops a job whose ``p`` died without ``postprocess`` (a failed job).
+        self._jobs: dict[int, tuple[weakref.ref[Any], Job]] = {}
+        self._jobs_lock = threading.RLock()  # re-entrant: ``forget`` may run inside a GC pass
 
     # -- the library ------------------------------------------------------------------------
 
@@ -73,22 +78,62 @@ class Runtime:
                 self._adapters.popitem(last=False)
         return mapped
 
+    def with_hash(self, pick: Any) -> Any:
+        """``pick`` with its AutoV2 short hash, hashed once per file per process when the
+        index did not record one: infotexts name the exact file, so a replay finds it."""
+        if pick.short_hash:
+            return pick
+        from pixtention.library.errors import LibraryError
+        from pixtention.library.hashes import file_hashes
+
+        key = pick.fingerprint or pick.path
+        with self._lock:
+            short = self._hashes.get(key)
+        if short is None:
+            try:
+                short = file_hashes(pick.path).autov2
+            except LibraryError:
+                return pick
+            with self._lock:
+                self._hashes[key] = short
+        return dataclasses.replace(pick, short_hash=short)
+
     # -- jobs -------------------------------------------------------------------------------
 
     def start_job(self, p: Any, job: Job) -> None:
-        self._jobs[p] = job
+        key = id(p)
+
+        def forget(_ref: Any) -> None:
+            with self._jobs_lock:
+                entry = self._jobs.get(key)
+                if entry is not None and entry[0] is _ref:
+                    del self._jobs[key]
+
+        with self._jobs_lock:
+            self._jobs[key] = (weakref.ref(p, forget), job)
 
     def job_for(self, p: Any) -> Job | None:
-        return self._jobs.get(p) if p is not None else None
+        if p is None:
+            return None
+        with self._jobs_lock:
+            entry = self._jobs.get(id(p))
+        return entry[1] if entry is not None and entry[0]() is p else None
 
     def end_job(self, p: Any) -> None:
-        self._jobs.pop(p, None)
+        with self._jobs_lock:
+            entry = self._jobs.get(id(p))
+            if entry is not None and entry[0]() is p:
+                del self._jobs[id(p)]
+
+    def _all_jobs(self) -> list[Job]:
+        with self._jobs_lock:
+            return [job for _, job in self._jobs.values()]
 
     def clean_up(self, unet: Any) -> None:
         """Before a job: remove hooks any earlier job failed to remove."""
         from pixtention.integrator.session import detach_all
 
-        for job in list(self._jobs.values()):
+        for job in self._all_jobs():
             job.detach()
         detach_all(unet)
 
@@ -138,7 +183,7 @@ class Runtime:
         settings.register(self.shared, gr)
 
     def on_script_unloaded(self) -> None:
-        for job in list(self._jobs.values()):
+        for job in self._all_jobs():
             job.detach()
 
 
