@@ -89,11 +89,31 @@
         schedule(tab);
     }
 
-    document.addEventListener("input", function (event) {
+    // Settings that change which adapters are suggested: editing one refreshes the table.
+    var SETTINGS = ["mode", "k", "clusters", "threshold", "per_phrase", "pins", "exclude"];
+
+    function settingTab(target) {
+        for (var i = 0; i < TABS.length; i++) {
+            for (var j = 0; j < SETTINGS.length; j++) {
+                var box = byId("pixtention_" + TABS[i] + "_" + SETTINGS[j]);
+                if (box && box.contains(target)) return TABS[i];
+            }
+        }
+        return null;
+    }
+
+    function onEdit(event) {
         var target = event.composedPath ? event.composedPath()[0] : event.target;
         var tab = promptTab(target);
+        if (!tab) {
+            tab = settingTab(target);
+            if (tab) lastQuery[tab] = null;  // same prompt, other settings: ask again
+        }
         if (tab) schedule(tab);
-    }, true);
+    }
+
+    document.addEventListener("input", onEdit, true);
+    document.addEventListener("change", onEdit, true);
 
     document.addEventListener("click", function (event) {
         var path = event.composedPath ? event.composedPath() : [event.target];

@@ -158,3 +158,34 @@ def test_type_prompt_see_suggestions_pin_add_and_enable(served, browser):
     )
     assert result.input_value() == "enabled=True mode=auto k=3 pins=tabbycat"
     page.close()
+
+
+def test_editing_exclusions_or_k_refreshes_the_suggestions(served, browser):
+    """The table follows the settings it depends on, not only the prompt (typed by hand)."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.add_init_script(path=str(ROOT / "javascript" / "pixtention.js"))
+    page.goto(served)
+    prompt = page.locator("#txt2img_prompt textarea")
+    prompt.wait_for(timeout=30_000)
+    page.get_by_text("PixTention", exact=True).first.click()
+    prompt.click()
+    prompt.type("a tabby cat, a red sports car", delay=10)
+    page.locator('[data-pixtention-row="tabbycat"]').wait_for(timeout=30_000)
+    rows = page.locator("[data-pixtention-row]")
+    assert rows.count() >= 2
+
+    exclude = page.locator(
+        "#pixtention_txt2img_exclude textarea, #pixtention_txt2img_exclude input"
+    )
+    exclude.first.click()
+    exclude.first.type("tabbycat", delay=10)
+    page.locator('[data-pixtention-row="tabbycat"]').wait_for(state="detached", timeout=30_000)
+    assert page.locator('[data-pixtention-row="redcar"]').count() == 1
+
+    k = page.locator("#pixtention_txt2img_k input[type=number]")
+    k.fill("1")
+    k.dispatch_event("input")
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-pixtention-row]').length === 1", timeout=30_000
+    )
+    page.close()

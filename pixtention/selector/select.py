@@ -268,7 +268,10 @@ def select(
     fixed: list[tuple[AdapterRecord, str, PromptTag | None]] = []
     if mode in ("regionalise", "both"):
         fixed += [(r, "user", t) for t, r in user]
-    fixed += [(r, "pinned", None) for r in pinned if r.id not in taken]  # a tag governs its pin
+    # A pinned adapter the prompt also tags takes the tag's weight and phrase (and PixTention
+    # takes the tag over from the built-in Lora, in every mode).
+    tag_of = {r.id: t for t, r in user}
+    fixed += [(r, "pinned", tag_of.get(r.id)) for r in pinned]
     placed: set[int] = set()
     for record, source, tag in fixed:
         if record.id in placed:

@@ -124,8 +124,9 @@ def rewrite_prompt(prompt: str, picks: Sequence[Pick], *, strip_user_tags: bool 
     ``prompt`` is the prompt the picks were selected for (their ``phrase_span`` indexes it).
 
     Triggers of a pick without a phrase go at the end. With ``strip_user_tags`` the
-    ``<lora:…>`` tags of ``source == "user"`` picks are removed, so the WebUI's own Lora
-    extension does not also apply them globally.
+    ``<lora:…>`` tags of the picks that came from a tag (the user's own, or a pinned adapter
+    the prompt also tags) are removed, so the WebUI's own Lora extension does not also apply
+    them globally.
     """
     from pixtention.selector.prompt import parse_prompt
 
@@ -135,7 +136,7 @@ def rewrite_prompt(prompt: str, picks: Sequence[Pick], *, strip_user_tags: bool 
             at = pick.phrase_span[1] if pick.phrase_span else len(prompt)
             edits.append((at, at, ", " + ", ".join(pick.triggers), index))
     if strip_user_tags:
-        user_names = {p.name for p in picks if p.source == "user"}
+        user_names = {p.name for p in picks if p.source == "user" or p.weight_source == "prompt"}
         for tag in parse_prompt(prompt).network_tags:
             if tag.name in user_names:
                 edits.append((tag.span[0], tag.span[1], "", None))

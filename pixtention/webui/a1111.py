@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pixtention.webui.args import Pin, WebuiArgs
+from pixtention.webui.infotext import KEY
 from pixtention.webui.jobs import InfotextValue, Job, unique_adapters
 
 TokenizeLine = Callable[[str], list[list[int]]]
+LORA_NETWORKS = ("lora", "lyco")  # the built-in Lora's extra-network names
 
 
 class A1111Flow:
@@ -80,7 +82,7 @@ class A1111Flow:
         job = Job(args=args, flow=self.name)
         self.runtime.clean_up(self.unet(p))
         if args.enabled:
-            p.extra_generation_params["PixTention"] = InfotextValue(job)
+            p.extra_generation_params[KEY] = InfotextValue(job)
         if args.applies_adapters:
             job.guard_sampling(p)
         return job
@@ -93,31 +95,40 @@ class A1111Flow:
         from pixtention.selector.triggers import apply_picks
 
         family = base_family(p.sd_model)
+        job.taken_tags = set()
         for row, prompt in enumerate(prompts):
             picks = self.pick(prompt, job, family)
             job.picks[job.batch_start + row] = picks
             if picks:
                 prompts[row] = apply_picks(prompt, picks, strip_user_tags=True)
-        hr_prompts = getattr(p, "hr_prompts", None)
-        if isinstance(hr_prompts, list) and len(hr_prompts) == len(prompts):
-            hr_prompts[:] = prompts  # the hires pass encodes its own copy of the prompts
+                job.taken_tags |= {pick.name for pick in picks if _from_tag(pick)}
 
     def pick(self, prompt: str, job: Job, family: str | None) -> list[Any]:
         """The picks for one prompt (the selector resolves pins by hash or name)."""
         picks = self.runtime.service.suggest(
             prompt, job.args, base_model=family, mode=job.args.mode
         )
-        if not picks and self.runtime.service.library() is None:
+        library = self.runtime.service.library()
+        if not picks and library is None:
             job.note("no index yet: nothing picked")
+        picks = [self.runtime.with_hash(pick) for pick in picks]
         for pin in job.args.pins:
             if not any(_pin_matches(pick, pin) for pick in picks):
-                job.note(f"pinned adapter {pin.name} is not in the library")
+                known = library is not None and library.find(pin.name) is not None
+                job.note(
+                    f"pinned adapter {pin.name} was not used (see the console)"
+                    if known
+                    else f"pinned adapter {pin.name} is not in the library"
+                )
         return [_apply_pin(pick, job.args.pins, prompt) for pick in picks]
 
     def process_batch(self, p: Any, job: Job, prompts: list[str]) -> None:
         job.gated = []
         if not job.args.applies_adapters:
             return
+        # The hires prompts were re-sliced from ``all_hr_prompts`` after ``before_process_batch``
+        # and their tags parsed for the hires pass: drop the ones PixTention took over.
+        _drop_networks(getattr(p, "hr_extra_network_data", None), job.taken_tags)
         batch = job.batch_picks()
         if not any(batch):
             return
@@ -163,6 +174,15 @@ class A1111Flow:
         job.keep_masks()
         job.detach()
         self.runtime.publish_masks(job, processed)
+        # Every image's infotext is written by now. What stays behind is read by
+        # ``Processed.js()``, which turns a callable into null: leave the first image's text.
+        value = job.infotext_value(0)
+        for params in (
+            p.extra_generation_params,
+            getattr(processed, "extra_generation_params", None),
+        ):
+            if isinstance(params, dict) and isinstance(params.get(KEY), InfotextValue):
+                params[KEY] = value
 
 
 def mask_config(args: WebuiArgs) -> Any:
@@ -195,6 +215,21 @@ def _gated(pick: Any, mapped: Any, positions: tuple[tuple[int, ...], ...]) -> An
     from pixtention.integrator.config import GatedAdapter
 
     return GatedAdapter(pick.name, mapped, weight=float(pick.weight), positions=positions)
+
+
+def _from_tag(pick: Any) -> bool:
+    """The pick stands for a ``<lora:…>`` tag of the prompt (its tag was stripped)."""
+    return pick.source == "user" or pick.weight_source == "prompt"
+
+
+def _drop_networks(network_data: Any, names: set[str]) -> None:
+    """Remove ``names`` from a parsed ``{"lora": [ExtraNetworkParams, …]}`` in place."""
+    if not names or not isinstance(network_data, dict):
+        return
+    for kind in LORA_NETWORKS:
+        entries = network_data.get(kind)
+        if isinstance(entries, list):
+            entries[:] = [e for e in entries if (getattr(e, "items", None) or [""])[0] not in names]
 
 
 def _pin_matches(pick: Any, pin: Any) -> bool:

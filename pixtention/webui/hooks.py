@@ -8,6 +8,7 @@ that job), and detaches on any failure inside a hook.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,12 @@ from pixtention.webui.ui import BuiltUi, UiActions, build
 from pixtention.webui.views import status_html, suggestions_html
 
 ERROR_KEY = "PixTention error"
+
+
+def console(message: str) -> None:
+    """One line in the WebUI's console, where its own messages go."""
+    text = message if message.startswith("PixTention") else f"PixTention: {message}"
+    print(text, file=sys.stderr, flush=True)
 
 
 def _detach_on_error(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -96,9 +103,11 @@ class ScriptHooks:
         try:
             args = parse_args(values)
         except ArgsError as error:
+            # One line, not a traceback: the image is made without PixTention and says why.
             p.extra_generation_params[ERROR_KEY] = str(error)
+            console(f"{error}; this image is made without PixTention")
             self.runtime.clean_up(self.flow(p).unet(p))
-            raise
+            return
         job = self.flow(p).process(p, args)
         self.runtime.start_job(p, job)
 

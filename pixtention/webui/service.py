@@ -8,6 +8,7 @@ so tests can point the service at a small folder and the real curator and select
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -147,9 +148,12 @@ class LibraryService:
                 cancel=run.cancel,
                 **self._index_options,
             )
-        except Exception as error:  # reported in the UI/API status, never swallowed
+        except Exception as error:  # reported in the console and the UI/API status
             state = "cancelled" if run.cancel.is_set() else "error"
-            self._set(state=state, error=f"{type(error).__name__}: {error}", eta=None)
+            message = _explain(error)
+            self._set(state=state, error=message, eta=None)
+            if state == "error":
+                print(f"PixTention: indexing {self.lora_dir} failed: {message}", file=sys.stderr)
             return
         with self._lock:
             self._library = None  # reopen on next use: the store has changed
@@ -224,6 +228,17 @@ def pin_keys(library: Any, pins: Sequence[Pin]) -> tuple[str, ...]:
         )
         keys.append(record.fingerprint if record is not None else pin.name)
     return tuple(keys)
+
+
+def _explain(error: Exception) -> str:
+    """One line for the user; a missing package says how to install it."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        package = {"faiss": "faiss-cpu"}.get(error.name, error.name)
+        return (
+            f"{error.name} is not installed (run: python -m pip install --no-deps {package} "
+            "in the WebUI's environment, then restart)"
+        )
+    return f"{type(error).__name__}: {error}"
 
 
 def _library_size(library: Any) -> int:
