@@ -179,7 +179,7 @@ def test_non_utf8_names_are_indexed_and_refreshed(tmp_path):
 
 
 @pytest.mark.slow
-def test_ten_thousand_identical_names_in_subfolders(tmp_path):
+def test_ten_thousand_identical_names_in_subfolders(tmp_path, monkeypatch):
     folder = tmp_path / "Lora"
     first = write_lora(folder / "d0" / "model.safetensors")
     for i in range(1, 10_000):
@@ -190,10 +190,16 @@ def test_ten_thousand_identical_names_in_subfolders(tmp_path):
     lib = open_library(tmp_path / "s")
     assert len({r.path for r in lib.records}) == 10_000
     assert len({r.fingerprint for r in lib.records}) == 1  # identical files share a fingerprint
-    started = time.perf_counter()
+    import pixtention.library as library
+
+    reads = []
+    real_read = library.read_adapter
+    monkeypatch.setattr(
+        library, "read_adapter", lambda *a, **k: reads.append(a) or real_read(*a, **k)
+    )
     again = run(folder, tmp_path / "s")
     assert again.unchanged == 10_000 and not again.published
-    assert time.perf_counter() - started < 2.0  # budget 0.2 s in the benchmark; loose here
+    assert reads == []  # a no-change refresh stats files and reads no header (speed: bench)
 
 
 def test_a_second_indexer_waits_or_exits(lib_dir, tmp_path):
