@@ -159,17 +159,28 @@ def test_views_escape_and_carry_actions():
     assert 'data-pixtention-busy="0"' in ready and "7 adapters indexed" in ready
 
 
-def test_pins_resolve_by_hash_first_then_name():
+def test_pins_resolve_names_as_names_and_hashes_only_for_renamed_files():
     from pixtention.webui.service import pin_keys
 
     class Library:
         records = {
-            "ab12cd34ef": types.SimpleNamespace(fingerprint="fp-renamed"),
-            "cat": types.SimpleNamespace(fingerprint="fp-cat"),
+            "ab12cd34ef": types.SimpleNamespace(path="/l/renamed.safetensors"),
+            "cat": types.SimpleNamespace(path="/l/cat.safetensors"),
+            "cat_copy": types.SimpleNamespace(path="/l/cat_copy.safetensors"),  # same bytes
         }
 
         def find(self, key):
             return self.records.get(key.lower())
 
-    pins = (Pin("old_name", "AB12CD34EF"), Pin("cat", "FFFFFFFFFF"), Pin("gone"))
-    assert pin_keys(Library(), pins) == ("fp-renamed", "fp-cat", "gone")
+    pins = (
+        Pin("old_name", "AB12CD34EF"),  # renamed since: the hash finds it
+        Pin("cat_copy", "AB12CD34EF"),  # the name is there: the name wins over the hash
+        Pin("cat"),
+        Pin("gone"),
+    )
+    assert pin_keys(Library(), pins) == (
+        "/l/renamed.safetensors",
+        "/l/cat_copy.safetensors",
+        "/l/cat.safetensors",
+        "gone",
+    )

@@ -112,7 +112,9 @@ class A1111Flow:
         if not picks and library is None:
             job.note("no index yet: nothing picked")
         picks = [self.runtime.with_hash(pick) for pick in picks]
-        for pin in job.args.pins:
+        if len(job.args.pins) > job.args.k:
+            job.note(f"{len(job.args.pins)} pinned adapters, K={job.args.k}: the first K are used")
+        for pin in job.args.pins[: job.args.k]:
             if not any(_pin_matches(pick, pin) for pick in picks):
                 known = library is not None and library.find(pin.name) is not None
                 job.note(
@@ -149,6 +151,7 @@ class A1111Flow:
             mapped = self.runtime.mapped_adapter(pick, unet, job)
             if mapped is not None:
                 job.gated.append(_gated(pick, mapped, positions))
+        job.keep_applied_picks()  # the infotext lists exactly what runs
         if job.gated and not self.every_sampling_hook:
             self.install(p, job, unet)
 

@@ -139,6 +139,11 @@ def parse_args(values: Sequence[Any] | Mapping[str, Any], defaults: WebuiArgs | 
     base = defaults or WebuiArgs()
     if isinstance(values, Mapping):
         values = [values]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ArgsError(
+            f"PixTention args: expected a list of values or one dict of settings, "
+            f"got {_short(values)}"
+        )
     if values and isinstance(values[0], Mapping):
         base = parse_args([None, *values[1:]], base)
         named = {"enabled": True, **dict(values[0])}
@@ -177,8 +182,8 @@ def _coerce(spec: ArgSpec, value: Any) -> Any:
             return _to_names(value)
     except ArgsError:
         raise
-    except (TypeError, ValueError) as error:
-        raise ArgsError(f"PixTention args: {spec.name}={value!r}: {error}") from None
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise ArgsError(f"PixTention args: {spec.name}={_short(value)}: {error}") from None
     raise AssertionError(f"no coercion for {spec.name}")
 
 
@@ -207,7 +212,9 @@ def _to_choice(spec: ArgSpec, value: Any) -> str:
 def _to_number(spec: ArgSpec, value: Any, kind: type) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"expected a number, got {type(value).__name__}")
-    number = float(value)
+    if isinstance(value, str) and len(value) > 64:
+        raise ValueError("expected a number")
+    number = float(value)  # OverflowError for huge ints: reported like any bad value
     if not math.isfinite(number):
         raise ValueError("expected a finite number")
     if kind is int:
@@ -218,9 +225,30 @@ def _to_number(spec: ArgSpec, value: Any, kind: type) -> int | float:
         spec.maximum is not None and number > spec.maximum
     ):
         raise ArgsError(
-            f"PixTention args: {spec.name}={value!r} is outside {spec.minimum:g}..{spec.maximum:g}"
+            f"PixTention args: {spec.name}={_short(value)} is outside "
+            f"{spec.minimum:g}..{spec.maximum:g}"
         )
     return number
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to one short line (a bad value may be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+MAX_PINS = 16  # = the largest K
+MAX_WEIGHT = 20.0  # beyond this a LoRA only burns the image; the WebUI's sliders stop at 2
+
+
+def check_weight(name: str, weight: float) -> float:
+    """A user-given adapter weight: finite and within ±``MAX_WEIGHT``, else a clear error."""
+    if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
+        raise ArgsError(
+            f"PixTention args: weight {weight:g} for {name!r} is not a usable weight "
+            f"(use a finite number within ±{MAX_WEIGHT:g})"
+        )
+    return weight
 
 
 def _to_names(value: Any) -> tuple[str, ...]:
@@ -243,7 +271,11 @@ def parse_pins(value: Any) -> tuple[Pin, ...]:
     if isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, (list, tuple)):
-        raise ArgsError(f"PixTention args: pins={value!r}: expected text, a list or dicts")
+        raise ArgsError(f"PixTention args: pins={_short(value)}: expected text, a list or dicts")
+    if len(value) > MAX_PINS:
+        raise ArgsError(
+            f"PixTention args: {len(value)} pins; at most {MAX_PINS} (the most K allows)"
+        )
     pins: list[Pin] = []
     for item in value:
         if isinstance(item, Pin):
@@ -264,10 +296,11 @@ def _pin_from_text(text: str) -> Pin:
             f"PixTention args: pin {text.strip()!r} is not name[#hash][:weight][@phrase]"
         )
     weight = match["weight"]
+    name = match["name"].strip()
     return Pin(
-        name=match["name"].strip(),
+        name=name,
         short_hash=match["hash"],
-        weight=float(weight) if weight is not None else None,
+        weight=check_weight(name, float(weight)) if weight is not None else None,
         phrase=(match["phrase"] or "").strip() or None,
     )
 
@@ -276,15 +309,23 @@ def _pin_from_dict(item: Mapping[str, Any]) -> Pin:
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ArgsError(f"PixTention args: pin {dict(item)!r} has no name")
-    weight = item.get("weight")
+    weight = item.get("weight", item.get("w"))
     if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))):
-        raise ArgsError(f"PixTention args: pin {name!r} weight {weight!r} is not a number")
+        raise ArgsError(f"PixTention args: pin {name!r} weight {_short(weight)} is not a number")
+    try:
+        weight = float(weight) if weight is not None else None
+    except OverflowError:
+        weight = math.inf
     short_hash = item.get("short_hash") or item.get("hash")
+    if short_hash is not None and not (
+        isinstance(short_hash, str) and re.fullmatch(r"[0-9A-Fa-f]{6,64}", short_hash)
+    ):
+        raise ArgsError(f"PixTention args: pin {name!r} hash {_short(short_hash)} is not hex")
     phrase = item.get("phrase")
     return Pin(
         name=name.strip(),
-        short_hash=str(short_hash) if short_hash else None,
-        weight=float(weight) if weight is not None else None,
+        short_hash=short_hash or None,
+        weight=check_weight(name, weight) if weight is not None else None,
         phrase=str(phrase).strip() if phrase else None,
     )
 

@@ -7,14 +7,16 @@ reproduces even when the library has changed since.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from pixtention.webui.args import ARG_NAMES, ArgsError, Pin, WebuiArgs, parse_args
+from pixtention.webui.args import ARG_NAMES, ArgsError, WebuiArgs, parse_args, parse_pins
 
 KEY = "PixTention"
 VERSION = 1
+MAX_TEXT = 64_000  # 16 picks with long phrases and notes fit many times over
 _SETTINGS = (
     "mode",
     "k",
@@ -56,31 +58,43 @@ def encode(args: WebuiArgs, picks: Iterable[PickLike], notes: Iterable[str] = ()
 
 
 def decode(value: str | Mapping[str, Any]) -> WebuiArgs:
-    """Settings and pins from an infotext value; raises ``ArgsError`` with the reason."""
-    if isinstance(value, Mapping):
-        data = dict(value)
-    else:
-        try:
-            data = json.loads(value)
-        except (TypeError, ValueError) as error:
-            raise ArgsError(f"PixTention infotext is not JSON: {error}") from None
-    if not isinstance(data, dict):
+    """Settings and pins from an infotext value; raises ``ArgsError`` with the reason.
+
+    Whatever is pasted (it is user text), the only exception is ``ArgsError``.
+    """
+    if isinstance(value, str):
+        return _decode_text(value)
+    return _decode_data(value)
+
+
+@functools.lru_cache(maxsize=8)
+def _decode_text(value: str) -> WebuiArgs:
+    """Cached: the WebUI calls one paste reader per component with the same text."""
+    if len(value) > MAX_TEXT:
+        raise ArgsError(f"PixTention infotext is {len(value)} characters; at most {MAX_TEXT}")
+    try:
+        data = json.loads(value)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ArgsError(f"PixTention infotext is not JSON: {type(error).__name__}") from None
+    return _decode_data(data)
+
+
+def _decode_data(data: Any) -> WebuiArgs:
+    if not isinstance(data, Mapping):
         raise ArgsError("PixTention infotext is not a JSON object")
+    data = dict(data)
     version = data.get("v")
-    if version != VERSION:
-        raise ArgsError(f"PixTention infotext version {version!r} is not supported")
+    if version != VERSION or isinstance(version, bool):
+        raise ArgsError(f"PixTention infotext version {repr(version)[:20]} is not supported")
     picks = data.get("picks") or []
     if not isinstance(picks, list):
         raise ArgsError("PixTention infotext: 'picks' is not a list")
-    pins = tuple(
-        Pin(
-            name=str(item["name"]),
-            short_hash=item.get("hash") or None,
-            weight=float(item["w"]) if item.get("w") is not None else None,
-            phrase=item.get("phrase") or None,
-        )
-        for item in picks
-        if isinstance(item, dict) and item.get("name")
+    items = [item for item in picks if isinstance(item, Mapping) and item.get("name")]
+    pins = parse_pins(
+        [
+            {key: item.get(key) for key in ("name", "hash", "w", "phrase") if key in item}
+            for item in items
+        ]
     )
     settings = {name: data[name] for name in _SETTINGS if name in data}
     restored = parse_args(settings)
@@ -102,7 +116,7 @@ def field_reader(name: str):
             return None
         try:
             restored = decode(raw)
-        except ArgsError:
+        except ArgsError:  # the only exception decode raises: a bad paste changes nothing
             return None
         return restored.to_values()[ARG_NAMES.index(name)]
 

@@ -44,6 +44,17 @@ class Job:
         """Picks of each image of the current batch, in row order."""
         return [self.picks.get(self.batch_start + i, []) for i in range(self.batch_size)]
 
+    def keep_applied_picks(self) -> None:
+        """Drop from the current batch's picks every one that is not gated on its image (its
+        phrase was not found, or its file could not be loaded): what the infotext names ran."""
+        for row in range(self.batch_size):
+            image = self.batch_start + row
+            self.picks[image] = [
+                pick
+                for pick in self.picks.get(image, [])
+                if any(g.name == pick.name and g.positions[row] for g in self.gated)
+            ]
+
     def infotext_value(self, index: int | None) -> str | None:
         """The ``PixTention`` infotext value of image ``index`` (None: nothing to record)."""
         if not self.args.enabled:

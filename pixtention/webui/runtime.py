@@ -9,6 +9,7 @@ and a reload can detach whatever a job left behind.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -66,6 +67,9 @@ class Runtime:
             mapped = map_to_model(load_weights(pick.path), unet.named_modules())
         except LibraryError as error:
             job.note(f"{pick.name}: {error.reason}")
+            return None
+        except Exception as error:  # e.g. the file changed since indexing: skip it, say so
+            job.note(f"{pick.name}: could not be loaded ({type(error).__name__}: {error})")
             return None
         if not mapped.targets:
             job.note(f"{pick.name}: none of its modules exist in this model; skipped")
@@ -169,10 +173,16 @@ class Runtime:
             flow.on_cfg_denoiser(job, params)
 
     def on_app_started(self, demo: Any, app: Any) -> None:
-        from pixtention.webui.routes import build_router
+        from pixtention.webui.routes import build_router, route_credentials, routes_enabled
 
-        auth = getattr(self.shared.cmd_opts, "api_auth", None)
-        app.include_router(build_router(self.service, self.masks, api_auth=auth))
+        cmd_opts = self.shared.cmd_opts
+        if routes_enabled(cmd_opts):
+            try:
+                credentials = route_credentials(cmd_opts)
+            except (OSError, ValueError) as error:
+                print(f"PixTention: REST routes not mounted: {error}", file=sys.stderr)
+            else:
+                app.include_router(build_router(self.service, self.masks, credentials=credentials))
         no_autoindex = getattr(self.shared.cmd_opts, "pixtention_no_autoindex", False)
         if settings.read(self.shared.opts, "pixtention_autoindex") and not no_autoindex:
             self.service.start_index()

@@ -19,6 +19,7 @@ from typing import Any
 from pixtention.webui.args import Pin, WebuiArgs
 
 STATES = ("missing", "idle", "indexing", "ready", "error", "cancelled")
+MAX_QUERY_CHARS = 4000  # ~800 words: far past what CLIP reads, a bound on retrieval's work
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class LibraryService:
         self._captions = captions
         self._index_options = dict(index_options or {})
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()  # held only while the store is being opened
         self._library: Any = None
         self._run: _Run | None = None
         self._status = IndexStatus("idle", str(self.lora_dir), str(self.store_dir))
@@ -178,22 +180,30 @@ class LibraryService:
     # -- reading ----------------------------------------------------------------------------
 
     def library(self) -> Any:
-        """The last good library, or ``None`` when nothing has been indexed yet."""
+        """The last good library, or ``None`` when nothing has been indexed yet.
+
+        Opened once however many callers ask at the same time (every UI and REST request at
+        start-up asks; each open decodes the whole catalog)."""
         with self._lock:
             if self._library is not None:
                 return self._library
-        if not self.store_dir.is_dir() or not any(self.store_dir.iterdir()):
-            return None
-        try:
-            library = self.core.open_library(self.store_dir)
-        except Exception as error:  # an unreadable store is shown as an error, not hidden
-            self._set(state="error", error=f"cannot open index: {error}")
-            return None
-        with self._lock:
-            self._library = library
-            if self._status.state == "idle":
-                self._status = replace(self._status, state="ready", adapters=_library_size(library))
-        return library
+        with self._open_lock:
+            with self._lock:
+                if self._library is not None:
+                    return self._library
+            if not self.store_dir.is_dir() or not any(self.store_dir.iterdir()):
+                return None
+            try:
+                library = self.core.open_library(self.store_dir)
+            except Exception as error:  # an unreadable store is shown as an error, not hidden
+                self._set(state="error", error=f"cannot open index: {error}")
+                return None
+            with self._lock:
+                self._library = library
+                if self._status.state == "idle":
+                    size = _library_size(library)
+                    self._status = replace(self._status, state="ready", adapters=size)
+            return library
 
     def suggest(
         self, prompt: str, args: WebuiArgs, *, base_model: str | None = None, mode: str = "suggest"
@@ -202,6 +212,8 @@ class LibraryService:
         library = self.library()
         if library is None or not prompt.strip():
             return []
+        # Retrieval reads the start of a long prompt only (the picks' phrase spans index it).
+        prompt = prompt[:MAX_QUERY_CHARS]
         return list(
             self.core.select(
                 prompt,
@@ -212,21 +224,22 @@ class LibraryService:
                 per_phrase=args.per_phrase,
                 threshold=args.threshold,
                 exclude=tuple(args.exclude),
-                pins=pin_keys(library, args.pins),
+                pins=pin_keys(library, args.pins[: args.k]),
                 mode=mode,
             )
         )
 
 
 def pin_keys(library: Any, pins: Sequence[Pin]) -> tuple[str, ...]:
-    """What the selector should look pins up by: the file's fingerprint when the short hash
-    (survives renames) or else the name finds it, the name otherwise (reported as missing)."""
+    """What the selector should look pins up by: the file the name names (a byte-identical
+    copy under another name is another adapter, with its own sidecar); the short hash only
+    when no file has that name any more (a renamed file); the name otherwise (reported)."""
     keys = []
     for pin in pins:
-        record = (library.find(pin.short_hash) if pin.short_hash else None) or library.find(
-            pin.name
-        )
-        keys.append(record.fingerprint if record is not None else pin.name)
+        record = library.find(pin.name)
+        if record is None and pin.short_hash:
+            record = library.find(pin.short_hash)
+        keys.append(record.path if record is not None else pin.name)
     return tuple(keys)
 
 
