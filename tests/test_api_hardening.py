@@ -180,3 +180,12 @@ def test_pins_count_towards_k(tiny_library):  # noqa: F811
     args = parse_args([{"k": 1, "pins": "tabbycat, redcar"}])
     picks = service.suggest("a tabby cat, a red sports car", args)
     assert [p.name for p in picks] == ["tabbycat"]
+
+
+@pytest.mark.parametrize(("preferred", "expected"), [(1e308, 2.0), (-1e308, -2.0), (0.7, 0.7)])
+def test_metadata_weights_are_clamped_and_say_so(preferred, expected):
+    from pixtention.selector.triggers import choose_weight
+
+    weight, source = choose_weight(preferred, "civitai")
+    assert weight == expected
+    assert ("clamped" in source) == (expected != preferred)

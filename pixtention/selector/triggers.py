@@ -97,6 +97,9 @@ def choose_triggers(
     return (best,)
 
 
+MAX_METADATA_WEIGHT = 2.0  # a weight hint from a file or sidecar is clamped to ±this
+
+
 def choose_weight(
     preferred: float | None, source: str | None, default: float = DEFAULT_WEIGHT
 ) -> tuple[float, str]:
@@ -106,7 +109,11 @@ def choose_weight(
     A1111 treats a preferred weight of 0 as "unset", and so do we.
     """
     if preferred is not None and preferred == preferred and preferred != 0:
-        return float(preferred), source or "metadata"
+        weight = min(max(float(preferred), -MAX_METADATA_WEIGHT), MAX_METADATA_WEIGHT)
+        where = source or "metadata"
+        if weight != preferred:  # 1e308 in a sidecar must not burn the image: say it was cut
+            where += f", clamped from {float(preferred):g}"
+        return weight, where
     return float(default), "default"
 
 

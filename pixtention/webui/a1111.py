@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pixtention.webui.args import Pin, WebuiArgs
+from pixtention.webui.args import ArgsError, Pin, WebuiArgs, check_weight
 from pixtention.webui.infotext import KEY
 from pixtention.webui.jobs import InfotextValue, Job, unique_adapters
 
@@ -111,7 +111,15 @@ class A1111Flow:
         library = self.runtime.service.library()
         if not picks and library is None:
             job.note("no index yet: nothing picked")
-        picks = [self.runtime.with_hash(pick) for pick in picks]
+        usable = []
+        for pick in picks:
+            try:
+                check_weight(pick.name, float(pick.weight))
+            except ArgsError as error:  # e.g. <lora:x:1e999> in the prompt
+                job.note(f"{error}; {pick.name} skipped")
+                continue
+            usable.append(self.runtime.with_hash(pick))
+        picks = usable
         if len(job.args.pins) > job.args.k:
             job.note(f"{len(job.args.pins)} pinned adapters, K={job.args.k}: the first K are used")
         for pin in job.args.pins[: job.args.k]:
