@@ -164,6 +164,7 @@ class LibraryService:
         # A cancelled run returns normally with the work done so far kept.
         state = "cancelled" if getattr(report, "cancelled", False) else "ready"
         self._set(state=state, stage="done", adapters=count, eta=0.0, finished_at=time.time())
+        print(summary_line(self.lora_dir, report, count), file=sys.stderr)
 
     def _on_progress(self, progress: Any) -> None:
         self._set(
@@ -241,6 +242,24 @@ def pin_keys(library: Any, pins: Sequence[Pin]) -> tuple[str, ...]:
             record = library.find(pin.short_hash)
         keys.append(record.path if record is not None else pin.name)
     return tuple(keys)
+
+
+def summary_line(lora_dir: Path, report: Any, adapters: int) -> str:
+    """The console's one line per index run: what changed, what could not be read, how long."""
+    changed = sum(int(getattr(report, name, 0)) for name in ("new", "changed", "moved", "removed"))
+    problems = len(getattr(report, "problems", ()))
+    parts = [f"PixTention: {adapters} adapters indexed from {lora_dir}"]
+    parts.append(f"{changed} changed" if changed else "nothing changed")
+    if problems:
+        parts.append(f"{problems} files skipped (see Settings → PixTention or `doctor`)")
+    if getattr(report, "cancelled", False):
+        parts.append("cancelled")
+    seconds = getattr(report, "seconds", None)
+    if isinstance(seconds, (int, float)):
+        parts.append(f"{seconds:.1f} s")
+    for message in getattr(report, "messages", ()):
+        parts.append(str(message))
+    return "; ".join(parts)
 
 
 def _explain(error: Exception) -> str:
