@@ -124,12 +124,7 @@ class A1111Flow:
             job.note(f"{len(job.args.pins)} pinned adapters, K={job.args.k}: the first K are used")
         for pin in job.args.pins[: job.args.k]:
             if not any(_pin_matches(pick, pin) for pick in picks):
-                known = library is not None and library.find(pin.name) is not None
-                job.note(
-                    f"pinned adapter {pin.name} was not used (see the console)"
-                    if known
-                    else f"pinned adapter {pin.name} is not in the library"
-                )
+                job.note(_unused_pin(pin, library, family))
         return [_apply_pin(pick, job.args.pins, prompt) for pick in picks]
 
     def process_batch(self, p: Any, job: Job, prompts: list[str]) -> None:
@@ -208,6 +203,20 @@ def mask_config(args: WebuiArgs) -> Any:
     )
 
 
+# Forge's detected model config (``sd_model.model_config``) by class name; Flux and Chroma set
+# none of the ``is_*`` flags, so the class is the only sign there.
+_FORGE_CONFIGS = {
+    "SD15": "sd1",
+    "SD20": "sd2",
+    "SDXL": "sdxl",
+    "SDXLRefiner": "sdxl",
+    "SD3": "sd3",
+    "Flux": "flux",
+    "FluxSchnell": "flux",
+    "Chroma": "flux",
+}
+
+
 def base_family(sd_model: Any) -> str | None:
     """The loaded model's family as the selector names it (None: do not filter)."""
     for attribute, family in (
@@ -219,6 +228,10 @@ def base_family(sd_model: Any) -> str | None:
     ):
         if getattr(sd_model, attribute, False) is True:
             return family
+    config = getattr(sd_model, "model_config", None)
+    for cls in type(config).__mro__ if config is not None else ():  # SSD1B is an SDXL …
+        if cls.__name__ in _FORGE_CONFIGS:
+            return _FORGE_CONFIGS[cls.__name__]
     return None
 
 
@@ -226,6 +239,19 @@ def _gated(pick: Any, mapped: Any, positions: tuple[tuple[int, ...], ...]) -> An
     from pixtention.integrator.config import GatedAdapter
 
     return GatedAdapter(pick.name, mapped, weight=float(pick.weight), positions=positions)
+
+
+def _unused_pin(pin: Pin, library: Any, family: str | None) -> str:
+    """Why a pinned adapter is not among the picks, in one line."""
+    record = library.find(pin.name) if library is not None else None
+    if record is None:
+        return f"pinned adapter {pin.name} is not in the library"
+    if family and record.base_family not in (family, "unknown"):
+        return (
+            f"pinned adapter {pin.name} is a {record.base_family} adapter; "
+            f"the loaded model is {family}"
+        )
+    return f"pinned adapter {pin.name} was not used (the prompt has no phrase for it)"
 
 
 def _from_tag(pick: Any) -> bool:
