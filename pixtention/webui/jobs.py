@@ -125,10 +125,27 @@ class InfotextValue:
         self._job = job
 
     def __call__(self, **kwargs: Any) -> str | None:
-        return self._job.infotext_value(kwargs.get("index"))
+        return self._job.infotext_value(image_index(kwargs))
 
     def __str__(self) -> str:  # WebUIs before callables were supported print the first image's
         return self._job.infotext_value(0) or ""
+
+
+def image_index(create_infotext_locals: dict[str, Any]) -> int:
+    """The job-wide image number of an infotext call (the WebUI passes its ``locals()``).
+
+    Inside the batch loop the WebUIs pass the position in the *batch* as ``index`` with the
+    batch's own prompt list; afterwards (``Processed``, hires) the job-wide position with
+    ``p.all_prompts``. The grid's text (``use_main_prompt``) is the first image's.
+    """
+    kw = create_infotext_locals
+    if kw.get("use_main_prompt"):
+        return 0
+    index = int(kw.get("index") or 0)
+    p = kw.get("p")
+    if p is None or kw.get("all_prompts") is getattr(p, "all_prompts", None):
+        return index
+    return int(getattr(p, "iteration", 0) or 0) * int(getattr(p, "batch_size", 1) or 1) + index
 
 
 def unique_adapters(batch: Sequence[Sequence[Any]]) -> list[Any]:
