@@ -1,9 +1,13 @@
 """Whole txt2img jobs through the WebUI stand-in, hooks called in the real order, sampling with
-the tiny real ldm UNet: picks in the infotext, masks formed and applied, hooks gone afterwards
-(also after an exception), hires pass, batches with different prompts, A1111 and Forge flows."""
+the tiny real ldm UNet: picks (with hashes) in the infotext and the API's ``info``, masks formed
+and applied, hooks gone afterwards (also after an exception), hires pass with the built-in Lora
+re-activated from the re-sliced hires prompts, batches with different prompts, bad arguments as
+one console line, A1111 and Forge flows (Forge: uncond rows first, contexts of different lengths
+in one call, no uncond at CFG 1). The console is read with ``capfd``, as a user would see it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -31,6 +35,7 @@ class Rig:
         from tests.webui_support import load_script
 
         loras, store = library
+        self.loras = loras
         self.runtime = Runtime(shared, LibraryService(loras, store, captions=False))
         reset_runtime(self.runtime)
         self.module = load_script()
@@ -84,22 +89,39 @@ def pixels(image) -> np.ndarray:
     return np.asarray(image, dtype=np.float64)
 
 
-@pytest.mark.slow
-def test_txt2img_batch_of_two_prompts_picks_masks_and_cleanup(stand_in, tiny_library):  # noqa: F811
-    from modules import errors
+def file_sha256s(loras, name: str) -> tuple[str, str]:
+    """SHA-256 of a LoRA file, and of its tensor data after the safetensors header (the
+    built-in Lora's "addnet" hash): an infotext hash names the file if it prefixes either."""
+    data = next(loras.rglob(f"{name}.safetensors")).read_bytes()
+    header = 8 + int.from_bytes(data[:8], "little")
+    return hashlib.sha256(data).hexdigest(), hashlib.sha256(data[header:]).hexdigest()
 
+
+def no_reports(console: str) -> bool:
+    """Nothing the WebUI's ``errors.report``/``display`` would print."""
+    return "Traceback" not in console and "***" not in console
+
+
+@pytest.mark.slow
+def test_txt2img_batch_of_two_prompts_picks_masks_and_cleanup(stand_in, tiny_library, capfd):  # noqa: F811
     from pixtention.selector.triggers import apply_picks
 
     rig = Rig(tiny_library)
-    errors.reported.clear()
+    capfd.readouterr()
     p, processed = rig.run(ON)
-    assert errors.reported == []
+    console = "".join(capfd.readouterr())
+    assert no_reports(console), console
     assert rig.hook_count() == 0
     assert "sample" not in vars(p)  # the sampling guard was taken off again
     for index, (infotext, expected) in enumerate(zip(processed.infotexts, EXPECTED)):
         info = pixtention_info(infotext)
         assert {pick["name"] for pick in info["picks"]} == expected
         assert all(pick["phrase"] and pick["w"] == 0.8 for pick in info["picks"])
+        for pick in info["picks"]:  # each pick names its exact file
+            assert isinstance(pick["hash"], str) and len(pick["hash"]) >= 8, pick
+            assert any(
+                h.startswith(pick["hash"].lower()) for h in file_sha256s(rig.loras, pick["name"])
+            )
         assert infotext.startswith(PROMPTS[index])  # the user's prompt, as written
 
     # masks formed for both images, over both picked adapters, and they are spatial
@@ -231,7 +253,11 @@ def test_forge_flow_clones_the_patcher_and_survives_double_hires_call(stand_in, 
     assert "model_function_wrapper" not in original_patcher.model_options  # clone only
     assert rig.hook_count() == 0
     assert processed.images[0].size == (128, 128)
-    assert ((0, 1, 0, 1), (True, True, False, False)) in wrapped_rows
+    # first pass: uncond rows first, then cond; hires pass at Forge's default hr_cfg 1: cond only
+    assert (
+        wrapped_rows
+        == [((0, 1, 0, 1), (False, False, True, True))] * 4 + [((0, 1), (True, True))] * 2
+    )
     for infotext, expected in zip(processed.infotexts, EXPECTED):
         assert {pick["name"] for pick in pixtention_info(infotext)["picks"]} == expected
 
@@ -265,20 +291,31 @@ def test_regionalise_keeps_user_tags_out_of_the_builtin_lora(stand_in, tiny_libr
     picks = pixtention_info(processed.infotexts[0])["picks"]
     assert [(pick["name"], pick["w"]) for pick in picks] == [("tabbycat", 0.6)]
     assert p.extra_network_data == {}
+    import extra_networks_lora
+
+    assert extra_networks_lora.activations == [(False, ())]  # the built-in Lora loaded nothing
 
 
-def test_bad_api_values_report_a_clear_error_and_stay_off(stand_in, tiny_library):  # noqa: F811
-    from modules import errors
+def test_bad_api_value_is_one_console_line(stand_in, tiny_library, capfd):  # noqa: F811
+    from modules.infotext_utils import parse_generation_parameters
 
     rig = Rig(tiny_library)
-    errors.reported.clear()
+    capfd.readouterr()
     _, processed = rig.run([True, "sideways"], prompts=PROMPTS[:1], steps=2)
-    assert "PixTention error: " in processed.infotexts[0]
+    out, err = capfd.readouterr()
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert len(lines) == 1 and "sideways" in lines[0], out + err  # no traceback, no report
+    params = parse_generation_parameters(processed.infotexts[0])
     assert (
-        "mode='sideways' is not one of auto, regionalise, both, suggest" in processed.infotexts[0]
+        "mode='sideways' is not one of auto, regionalise, both, suggest"
+        in params["PixTention error"]
     )
-    assert any("sideways" in report for report in errors.reported)
     assert rig.hook_count() == 0
+    _, after = rig.run(ON, prompts=PROMPTS[:1], steps=2)  # the next request is fine, and quiet
+    out, err = capfd.readouterr()
+    assert no_reports(out + err), out + err
+    assert "PixTention error" not in after.infotexts[0]
+    assert {pick["name"] for pick in pixtention_info(after.infotexts[0])["picks"]} == EXPECTED[0]
 
 
 def test_dict_args_and_short_lists_keep_defaults(stand_in, tiny_library):  # noqa: F811
@@ -394,6 +431,9 @@ def test_break_prompt_runs_cond_and_uncond_separately(stand_in, tiny_library):  
 
 
 def test_two_iterations_record_each_images_own_picks(stand_in, tiny_library):  # noqa: F811
+    """Both WebUIs write an image's infotext with ``create_infotext(p, p.prompts, …, index=i)``:
+    ``index`` is the position in the batch (0 for both images here), so a per-image value must
+    find its image through ``p.iteration`` too."""
     rig = Rig(tiny_library)
     prompts = [PROMPTS[1], PROMPTS[0]]  # n_iter=2, batch_size=1: one prompt per iteration
     from modules import processing
@@ -410,4 +450,107 @@ def test_two_iterations_record_each_images_own_picks(stand_in, tiny_library):  #
     processed = processing.process_images(p)
     names = [{pick["name"] for pick in pixtention_info(t)["picks"]} for t in processed.infotexts]
     assert names == [EXPECTED[1], EXPECTED[0]]
+    assert rig.hook_count() == 0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [ON, [{"mode": "auto", "k": 2, "threshold": 0.25}]],
+    ids=["positional", "dict"],
+)
+def test_api_info_carries_the_pixtention_text(stand_in, tiny_library, values):  # noqa: F811
+    """``/sdapi/v1/txt2img`` answers ``info = Processed.js()``, where a callable is null."""
+    from modules import shared
+    from modules.api import api
+    from modules.infotext_utils import parse_generation_parameters
+
+    rig = Rig(tiny_library)
+    shared.sd_model = rig.model
+    request = {
+        "prompt": PROMPTS[0],
+        "steps": 2,
+        "alwayson_scripts": {"PixTention": {"args": values}},
+    }
+    info = json.loads(api.text2imgapi(request, rig.runner)["info"])
+    value = info["extra_generation_params"]["PixTention"]
+    assert isinstance(value, str), info["extra_generation_params"]
+    assert {pick["name"] for pick in json.loads(value)["picks"]} == EXPECTED[0]
+    assert parse_generation_parameters(info["infotexts"][0])["PixTention"] == value
+
+
+@pytest.mark.parametrize("forge", [False, True], ids=["a1111", "forge"])
+def test_hires_keeps_taken_tags_off_the_builtin_lora(stand_in, tiny_library, forge):  # noqa: F811
+    """The WebUI re-slices the hires prompts from ``all_hr_prompts`` after before_process_batch
+    and activates their tags again before the hires pass: a tag PixTention applies regionally
+    must stay off there too; a tag it leaves alone stays on in both passes."""
+    import extra_networks_lora
+
+    rig = Rig(tiny_library, forge=forge)
+    prompt = "a tabby cat <lora:tabbycat:0.6>, a red sports car <lora:filmgrain:0.5>"
+    p, processed = rig.run([True, "regionalise", 2], prompts=[prompt], steps=2, enable_hr=True)
+    picks = pixtention_info(processed.infotexts[0])["picks"]
+    assert [(pick["name"], pick["w"]) for pick in picks] == [("tabbycat", 0.6)]
+    left_alone = (("filmgrain", 0.5, 0.5),)
+    assert extra_networks_lora.activations == [(False, left_alone), (True, left_alone)]
+    if forge:  # what Forge samples with is patched with exactly those networks
+        patches = p.sd_model.forge_objects_after_applying_lora.unet.lora_patches
+        assert [key[0] for key in patches] == ["filmgrain"]
+    assert rig.hook_count() == 0
+
+
+def _spy_row_layouts(monkeypatch) -> list:
+    import pixtention.integrator.session as session_module
+
+    seen = []
+    original = session_module.Session.set_row_layout
+
+    def spy(self, layout):
+        if layout is not None:
+            seen.append((layout.image, layout.capture))
+        return original(self, layout)
+
+    monkeypatch.setattr(session_module.Session, "set_row_layout", spy)
+    return seen
+
+
+def _spy_unet_calls(rig) -> tuple[list, object]:
+    calls = []
+
+    def record(module, args, kwargs):
+        calls.append((int(args[0].shape[0]), int(kwargs["context"].shape[1])))
+
+    return calls, rig.unet.register_forward_pre_hook(record, with_kwargs=True)
+
+
+def test_forge_break_prompt_one_call_uncond_first(stand_in, tiny_library, monkeypatch):  # noqa: F811
+    """Cond is 154 tokens, uncond 77: Forge repeats uncond to 154 and runs both in one call,
+    uncond rows first (``cond_or_uncond == [1, 0]``)."""
+    rig = Rig(tiny_library, forge=True)
+    layouts = _spy_row_layouts(monkeypatch)
+    calls, handle = _spy_unet_calls(rig)
+    try:
+        _, processed = rig.run(ON, prompts=["a tabby cat BREAK a red sports car"], steps=3)
+    finally:
+        handle.remove()
+    assert calls == [(2, 154)] * 3
+    assert set(layouts) == {((0, 0), (False, True))}
+    picks = pixtention_info(processed.infotexts[0])["picks"]
+    assert {pick["name"] for pick in picks} == EXPECTED[0]
+    assert [image["image"] for image in rig.runtime.masks.listing()[0]["images"]] == [0]
+    assert rig.hook_count() == 0
+
+
+def test_forge_cfg_1_cond_rows_only(stand_in, tiny_library, monkeypatch):  # noqa: F811
+    rig = Rig(tiny_library, forge=True)
+    layouts = _spy_row_layouts(monkeypatch)
+    calls, handle = _spy_unet_calls(rig)
+    try:
+        _, on = rig.run(ON, prompts=PROMPTS[:1], steps=2, cfg_scale=1.0)
+        _, off = rig.run([False], prompts=PROMPTS[:1], steps=2, cfg_scale=1.0)
+    finally:
+        handle.remove()
+    assert calls == [(1, 77)] * 4  # no uncond rows at all, with or without PixTention
+    assert set(layouts) == {((0,), (True,))}
+    assert {pick["name"] for pick in pixtention_info(on.infotexts[0])["picks"]} == EXPECTED[0]
+    assert np.abs(pixels(on.images[0]) - pixels(off.images[0])).max() > 0
     assert rig.hook_count() == 0

@@ -14,7 +14,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 STAND_IN = ROOT / "tests" / "stand_in"
-_STAND_IN_MODULES = ("modules", "stand_in_models", "forge_backend")
+_STAND_IN_MODULES = ("modules", "stand_in_models", "forge_backend", "extra_networks_lora", "launch")
 
 # name, folder, description, activation text, tags, target modules (diffusers names)
 THEMES = (
@@ -135,12 +135,17 @@ def tiny_library(tmp_path_factory):
 
 @pytest.fixture
 def stand_in():
-    """The WebUI stand-in importable as ``modules`` for one test; removed afterwards."""
+    """The WebUI stand-in importable as ``modules`` for one test, with the built-in Lora
+    extension registered as the WebUIs' own script does; removed afterwards."""
     add_stand_in()
     try:
+        import extra_networks_lora
         import modules.script_callbacks as callbacks
+        from modules import extra_networks
 
         callbacks.clear_callbacks()
+        extra_networks.initialize()
+        extra_networks_lora.register()
         yield
     finally:
         remove_stand_in()

@@ -1,18 +1,32 @@
-"""Forge's patcher surface: ``forge_objects.unet`` is a ``UnetPatcher`` around a ``KModel``.
+"""Forge 2's backend surface: the model object, the UNet patcher and the CFG sampling function.
 
-``clone()`` shares the torch model and deep-copies ``model_options``; the sampler calls the UNet
-through ``model_options["model_function_wrapper"]`` when one is set, with ``cond_or_uncond``
-telling which chunk of rows is cond (0) or uncond (1), as Forge's ``calc_cond_uncond_batch``.
+- ``ForgeDiffusionEngine`` (``p.sd_model``) is a plain object, not a torch module: no
+  ``cond_stage_model`` (None) and no ``model``; ``text_processing_engine`` tokenises;
+  ``is_sd1``/``is_sd2``/``is_sdxl``/``is_sd3`` are set (an SD1.5 model here) and there is no
+  ``is_flux``. ``forge_objects``, ``forge_objects_original`` and
+  ``forge_objects_after_applying_lora`` are ``ForgeObjects`` whose ``unet`` is a ``UnetPatcher``.
+- ``UnetPatcher.clone()`` shares the ``KModel`` and deep-copies ``model_options``; the sampler
+  calls ``model_options["model_function_wrapper"]`` when set, else ``KModel.apply_model``, which
+  takes sigma as its timestep, scales the input, runs ``diffusion_model`` and returns denoised.
+- ``sampling_function_inner`` is Forge's CFG: at CFG 1 (unless ``disable_cfg1_optimization``)
+  uncond is not run at all. ``calc_cond_uncond_batch`` lists cond then uncond, then batches every
+  chunk that can be concatenated with the first in **reverse** order — uncond rows first,
+  ``cond_or_uncond == [1, 0]`` — and cross-attention contexts of different lengths concatenate
+  when the longer is at most 4× the shorter: each is repeated along the tokens to their least
+  common multiple (77 and 154 → one call over 154 tokens), otherwise they run as separate calls.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from stand_in_models import TextProcessing
 
 from tests.rig.unet import tiny_unet
+
+COND, UNCOND = 0, 1
 
 
 class KModel(torch.nn.Module):
@@ -21,7 +35,11 @@ class KModel(torch.nn.Module):
         self.diffusion_model = unet
 
     def apply_model(self, x, t, c_crossattn=None, transformer_options=None, **kwargs):
-        return self.diffusion_model(x, t, context=c_crossattn)
+        sigma = t
+        c_in = 1 / torch.sqrt(sigma**2 + 1)
+        timestep = (sigma * 60).clamp(max=999)  # the stand-in's sigma → timestep
+        eps = self.diffusion_model(x * c_in[:, None, None, None], timestep, context=c_crossattn)
+        return x - eps * sigma[:, None, None, None]
 
 
 class UnetPatcher:
@@ -33,9 +51,9 @@ class UnetPatcher:
 
     def clone(self) -> UnetPatcher:
         n = UnetPatcher(self.model)
-        n.model_options = copy.deepcopy(self.model_options)
         n.lora_patches = self.lora_patches.copy()
         n.object_patches = self.object_patches.copy()
+        n.model_options = copy.deepcopy(self.model_options)
         return n
 
     def set_model_unet_function_wrapper(self, unet_wrapper_function) -> None:
@@ -56,19 +74,20 @@ class ForgeObjects:
         return ForgeObjects(self.unet, self.clip, self.vae, self.clipvision)
 
 
-class ForgeDiffusionEngine(torch.nn.Module):
-    """``p.sd_model`` on Forge: no ``cond_stage_model``; ``text_processing_engine`` tokenises."""
-
-    is_sdxl = False
+class ForgeDiffusionEngine:
+    """``p.sd_model`` on Forge (an SD1.5 ``StableDiffusion`` engine)."""
 
     def __init__(self, unet: torch.nn.Module, text: TextProcessing) -> None:
-        super().__init__()
-        self.text_processing_engine = text
+        self.current_lora_hash = str([])
+        self.tiling_enabled = False
+        self.first_stage_model = None
         self.cond_stage_model = None
-        patcher = UnetPatcher(KModel(unet))
-        self.forge_objects = ForgeObjects(patcher)
+        self.use_distilled_cfg_scale = False
+        self.text_processing_engine = text
+        self.forge_objects = ForgeObjects(UnetPatcher(KModel(unet)))
         self.forge_objects_original = self.forge_objects.shallow_copy()
         self.forge_objects_after_applying_lora = self.forge_objects.shallow_copy()
+        self.is_sd1, self.is_sd2, self.is_sdxl, self.is_sd3 = True, False, False, False
 
     def get_learned_conditioning(self, prompts: list[str]) -> torch.Tensor:
         with torch.no_grad():
@@ -83,29 +102,53 @@ def build_forge_model(seed: int = 0) -> ForgeDiffusionEngine:
     return ForgeDiffusionEngine(tiny_unet(seed=seed), TextProcessing(32, seed))
 
 
-def calc_cond_uncond_batch(patcher: UnetPatcher, x, timestep, cond, uncond) -> tuple:
-    """Run cond and uncond chunks, concatenated when their contexts have the same length."""
-    options = patcher.model_options
-    wrapper = options.get("model_function_wrapper")
-    chunks = [(0, cond), (1, uncond)]
-    groups = [chunks] if cond.shape[1] == uncond.shape[1] else [[chunks[0]], [chunks[1]]]
-    out = {}
-    for group in groups:
-        cond_or_uncond = [kind for kind, _ in group]
-        input_x = torch.cat([x] * len(group))
-        context = torch.cat([ctx for _, ctx in group])
-        t = torch.cat([timestep] * len(group))
-        transformer_options = dict(options["transformer_options"])
+def _can_concat(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape == b.shape:
+        return True
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[2]:
+        return False
+    lcm = a.shape[1] * b.shape[1] // math.gcd(a.shape[1], b.shape[1])
+    return lcm // min(a.shape[1], b.shape[1]) <= 4
+
+
+def calc_cond_uncond_batch(model: KModel, cond, uncond, x_in, timestep, model_options):
+    """Denoised ``(cond, uncond)``; ``uncond=None`` runs cond only (uncond comes back zero)."""
+    out = {COND: torch.zeros_like(x_in), UNCOND: torch.zeros_like(x_in)}
+    to_run = [(cond, COND)] + ([(uncond, UNCOND)] if uncond is not None else [])
+    while to_run:
+        first = to_run[0][0]
+        batch = [i for i, (context, _) in enumerate(to_run) if _can_concat(context, first)]
+        batch.reverse()
+        chunks = [to_run.pop(i) for i in batch]
+        cond_or_uncond = [kind for _, kind in chunks]
+        length = 1
+        for context, _ in chunks:
+            length = length * context.shape[1] // math.gcd(length, context.shape[1])
+        context = torch.cat([c.repeat(1, length // c.shape[1], 1) for c, _ in chunks])
+        input_x = torch.cat([x_in] * len(chunks))
+        timestep_ = torch.cat([timestep] * len(chunks))
+        transformer_options = dict(model_options.get("transformer_options", {}))
         transformer_options["cond_or_uncond"] = cond_or_uncond[:]
-        transformer_options["sigmas"] = t
+        transformer_options["sigmas"] = timestep
         c = {"c_crossattn": context, "transformer_options": transformer_options}
+        wrapper = model_options.get("model_function_wrapper")
         if wrapper is not None:
-            output = wrapper(
-                patcher.model.apply_model,
-                {"input": input_x, "timestep": t, "c": c, "cond_or_uncond": cond_or_uncond},
-            )
+            args = {
+                "input": input_x,
+                "timestep": timestep_,
+                "c": c,
+                "cond_or_uncond": cond_or_uncond,
+            }
+            output = wrapper(model.apply_model, args).chunk(len(chunks))
         else:
-            output = patcher.model.apply_model(input_x, t, **c)
-        for i, kind in enumerate(cond_or_uncond):
-            out[kind] = output[i * x.shape[0] : (i + 1) * x.shape[0]]
-    return out[0], out[1]
+            output = model.apply_model(input_x, timestep_, **c).chunk(len(chunks))
+        for kind, chunk in zip(cond_or_uncond, output):
+            out[kind] += chunk
+    return out[COND], out[UNCOND]
+
+
+def sampling_function_inner(model, x, timestep, uncond, cond, cond_scale, model_options):
+    if math.isclose(cond_scale, 1.0) and not model_options.get("disable_cfg1_optimization", False):
+        uncond = None
+    cond_pred, uncond_pred = calc_cond_uncond_batch(model, cond, uncond, x, timestep, model_options)
+    return uncond_pred + (cond_pred - uncond_pred) * cond_scale

@@ -68,8 +68,10 @@ class TextProcessing(torch.nn.Module):
 class LatentDiffusion(torch.nn.Module):
     """``p.sd_model`` on A1111: ``.model.diffusion_model`` and ``.cond_stage_model``."""
 
+    is_sd1 = True  # A1111 sets these on the loaded model
+    is_sd2 = False
     is_sdxl = False
-    is_sd1 = True
+    is_sd3 = False
 
     def __init__(self, unet: torch.nn.Module, text: TextProcessing) -> None:
         super().__init__()

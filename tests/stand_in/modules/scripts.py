@@ -7,6 +7,7 @@ defaults from a fresh ``ui()`` call, request values copied over, shorter lists k
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -117,6 +118,7 @@ class ScriptRunner:
         self.is_img2img = is_img2img
         for script_class in script_classes:
             script = script_class()
+            script.filename = inspect.getfile(script_class)
             script.is_img2img = is_img2img
             script.is_txt2img = not is_img2img
             visibility = script.show(is_img2img)

@@ -1,0 +1,1 @@
+"""``modules.api`` (tests only)."""
