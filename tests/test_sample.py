@@ -30,12 +30,14 @@ def _adapters(written):
     return [item for item in written if item.problem is None]
 
 
-def test_a_dozen_themed_adapters_in_theme_folders(sample):
+def test_sixty_themed_adapters_in_six_theme_folders(sample):
+    """Enough adapters for the indexer to cluster them (it keeps < 50 in one cluster)."""
     root, written = sample
     adapters = _adapters(written)
-    assert 12 <= len(adapters) <= 16
+    assert 50 <= len(adapters) <= 64
     folders = {item.path.parent.name for item in adapters}
-    assert {"styles", "characters", "backgrounds"} <= folders
+    assert folders == {"styles", "characters", "backgrounds", "clothing", "objects", "concepts"}
+    assert len({item.path.stem for item in adapters}) == len(adapters)
     assert all(item.path.stat().st_size < 200_000 for item in adapters)
     kinds = {load_weights(item.path).kind for item in adapters}
     assert {"lora", "locon", "loha", "lokr"} <= kinds
@@ -161,7 +163,7 @@ def test_deterministic_for_a_seed(tmp_path):
 
 
 def test_command_line(tmp_path, capsys):
-    assert main(["sample", str(tmp_path / "lib"), "--broken"]) == 0
+    assert main(["sample", str(tmp_path / "lib"), "--broken", "--list"]) == 0
     out = capsys.readouterr().out
     assert "sample adapters" in out and "broken/empty.safetensors" in out
     assert len(list((tmp_path / "lib").rglob("*.safetensors"))) >= 15
@@ -201,3 +203,11 @@ def test_synthetic_library_headers_are_varied_and_readable(tmp_path):
     fingerprints = {read_header(p).fingerprint for p in paths}
     assert len(fingerprints) == 60
     assert load_weights(paths[0]).rank == 1
+
+
+def test_a_part_of_the_sample(tmp_path):
+    """The selector's hand-made benchmark indexes the dozen its cases were written for."""
+    from pixtention.library.sample_themes import FIRST_DOZEN
+
+    written = write_sample(tmp_path, themes=FIRST_DOZEN)
+    assert [item.path.stem for item in written] == [theme.name for theme in FIRST_DOZEN]

@@ -2,6 +2,8 @@
 
 Each part of the core registers its own commands from a small module here, so this file only
 assembles the parser. A command function takes the parsed arguments and returns the exit code.
+Building the parser imports no heavy module (numpy, torch, the selector): a command imports
+what it needs when it runs, so ``--help`` and the light commands start at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pixtention.cli import (
     sample_cmds,
     selector_cmds,
 )
+from pixtention.cli.environment import missing_dependency
 
 _COMMAND_MODULES = (demo_cmds, library_cmds, sample_cmds, curator_cmds, selector_cmds, bench_cmds)
 
@@ -39,4 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ModuleNotFoundError as exc:
+        message = missing_dependency(exc)
+        if message is None:
+            raise
+        print(f"pixtention: {message}", file=sys.stderr)
+        return 2

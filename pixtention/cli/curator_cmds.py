@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from pixtention.cli import stores
 from pixtention.curator.progress import Progress
 
 
@@ -39,20 +41,45 @@ class _Bar:
             self.bar = None
 
 
-def _index(args: argparse.Namespace) -> int:
-    from pixtention.curator.indexer import index_folder
-    from pixtention.curator.store import StoreError, resolve_store_dir
+def _store_problem(store: Path) -> str | None:
+    """Why ``store`` cannot hold an index, in one line (``None`` when it can)."""
+    if store.exists() and not store.is_dir():
+        return f"--store {store} is a file, not a folder; give a folder for the index"
+    return None
 
-    store = resolve_store_dir(args.store)
-    print(f"pixtention: store {store}", file=sys.stderr)
+
+def _no_adapters(report) -> str | None:
+    """The line for a run that found nothing to index (an empty or wrong folder)."""
+    if report.adapters:
+        return None
+    if report.files == 0:
+        return f"found no adapter files (.safetensors) in {report.folder}; the index is empty"
+    return f"none of the {report.files} file(s) in {report.folder} is a usable adapter"
+
+
+def _index(args: argparse.Namespace) -> int:
+    from pixtention.cli import models
+    from pixtention.curator.indexer import index_folder
+    from pixtention.curator.store import StoreError
+
+    folder, choice = stores.for_folder(args.folder, args.store)
+    problem = _store_problem(choice.path)
+    if problem:
+        print(f"pixtention index: {problem}", file=sys.stderr)
+        return 2
+    models.say(choice.line())
+    if folder.resolve() != Path(args.folder).expanduser().resolve():
+        models.say(f"{args.folder} is a WebUI folder: indexing its LoRAs in {folder}")
     bar = _Bar(enabled=not args.json and sys.stderr.isatty() or args.progress)
     try:
         report = index_folder(
-            args.folder,
-            store,
+            folder,
+            choice.path,
             captions=not args.no_captions,
-            embedder=args.embedder,
-            captioner=args.captioner,
+            embedder=models.embedder(args.embedder, device=args.device),
+            captioner=None
+            if args.no_captions
+            else models.captioner(args.captioner, device=args.device),
             progress=bar,
             wait=not args.no_wait,
             device=args.device,
@@ -61,13 +88,25 @@ def _index(args: argparse.Namespace) -> int:
         bar.close()
         print(f"pixtention index: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        bar.close()
+        reason = exc.strerror or str(exc)
+        print(
+            f"pixtention index: cannot write the index at {choice.path}: {reason}", file=sys.stderr
+        )
+        return 2
     except KeyboardInterrupt:
         bar.close()
         print("pixtention index: interrupted; completed work is kept", file=sys.stderr)
         return 130
     bar.close()
+    if args.store is None:
+        stores.remember(choice.path)
     for message in report.messages:
         print(f"pixtention: {message}", file=sys.stderr)
+    empty = _no_adapters(report)
+    if empty:
+        models.say(empty)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
         return 0
@@ -85,12 +124,12 @@ def _index(args: argparse.Namespace) -> int:
 
 def _clusters(args: argparse.Namespace) -> int:
     from pixtention.curator.library import open_library
-    from pixtention.curator.store import StoreError, resolve_store_dir
+    from pixtention.curator.store import StoreError
 
-    store = resolve_store_dir(args.store)
-    print(f"pixtention: store {store}", file=sys.stderr)
+    choice = stores.for_reading(args.store, args.lora_dir)
+    print(f"pixtention: {choice.line()}", file=sys.stderr)
     try:
-        lib = open_library(store)
+        lib = open_library(choice.path)
     except StoreError as exc:
         print(f"pixtention clusters: {exc}", file=sys.stderr)
         return 2
@@ -104,7 +143,7 @@ def _clusters(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     themes.sort(key=lambda t: -t["size"])
     if args.json:
-        data = {"store": str(store), "adapters": len(lib), "embedder": lib.embedder_id}
+        data = {"store": str(choice.path), "adapters": len(lib), "embedder": lib.embedder_id}
         print(json.dumps(data | {"clusters": themes}, ensure_ascii=False, indent=1))
         return 0
     print(f"{len(lib)} adapters in {len(themes)} clusters")
@@ -119,11 +158,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         "index",
         help="index a LoRA folder (re-run to refresh)",
         description="Index FOLDER into the store: new, changed, moved and removed files are "
-        "reconciled; unchanged files cost one stat(). Without --store the per-user store "
-        "($PIXTENTION_HOME/store or ~/.cache/pixtention/store) is used.",
+        "reconciled; unchanged files cost one stat(). Without --store a WebUI folder (or its "
+        "models/Lora) gets the WebUI's own index (models/Lora/.pixtention), any other folder the "
+        "per-user store ($PIXTENTION_HOME/store or ~/.cache/pixtention/store). Captions need "
+        "a captioning model (BLIP, about 990 MB, downloaded once when online; offline and not "
+        "cached, indexing goes on without captions).",
     )
     index.add_argument("folder")
-    index.add_argument("--store", help="store folder (default: per-user store, printed)")
+    index.add_argument("--store", help="store folder (default: see above; printed)")
     index.add_argument("--no-captions", action="store_true", help="skip preview captioning")
     index.add_argument("--json", action="store_true", help="print one JSON document")
     index.add_argument("--embedder", help="embedding model id or folder (default: MiniLM)")
@@ -140,7 +182,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="list the library's themes (clusters) with sizes and examples",
         description="Print the clusters of the indexed library: label, size, example members.",
     )
-    clusters.add_argument("--store", help="store folder (default: per-user store, printed)")
+    clusters.add_argument("--store", help="store folder (default: as for suggest; printed)")
+    clusters.add_argument(
+        "--lora-dir", help="use the WebUI's index of this LoRA folder or WebUI folder"
+    )
     clusters.add_argument("--json", action="store_true", help="print one JSON document")
     clusters.add_argument("--examples", type=int, default=3, help="members shown per cluster")
     clusters.set_defaults(func=_clusters)

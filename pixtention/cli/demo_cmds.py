@@ -1,7 +1,9 @@
 """``demo [FOLDER]``: the README's main job in one command — index a folder, suggest adapters.
 
 Without a folder it writes the sample library first, so a fresh machine with no LoRAs still
-shows the whole flow. It only chains the other commands; it holds no logic of its own.
+shows the whole flow; the sample's index is kept beside it (``sample-loras/.pixtention``, as the
+WebUI keeps its own), so the demo never replaces an index the user built. It only chains the
+other commands in one process (the embedding model loads once); it holds no logic of its own.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from pixtention.cli import defaults, stores
+from pixtention.cli.stores import WEBUI_INDEX_NAME
+
 DEMO_PROMPTS = (
     "a knight in shining armor standing in an autumn forest, watercolor painting",
     "pixel art of a red dragon flying over a neon cyberpunk city at night",
-    "portrait of a cat wearing steampunk goggles",
-    "a bowl of ramen on a wooden table",
+    "an elf archer in a snowy mountain village, ukiyo-e woodblock print",
+    "an orange tabby cat wearing brass steampunk goggles, oil painting",
+    "a bowl of ramen on a wooden table",  # nothing in the sample fits: PixTention abstains
 )
 
 
@@ -26,17 +32,23 @@ def _sample_folder() -> Path:
 
 def _demo(args: argparse.Namespace) -> int:
     from pixtention.cli import main
-    from pixtention.curator.store import resolve_store_dir
 
-    folder = Path(args.folder) if args.folder else _sample_folder()
-    store = str(resolve_store_dir(args.store))
-    if args.folder is None and not folder.is_dir():
-        print(f"pixtention demo: no folder given; writing the sample library to {folder}")
-        if main(["sample", str(folder)]):
-            return 1
-    steps = [["doctor", str(folder)], ["index", str(folder), "--store", store]]
+    if args.folder is None:
+        from pixtention.library.sample import SAMPLE_VERSION, sample_version
+
+        folder = _sample_folder()
+        store = str(Path(args.store).expanduser() if args.store else folder / WEBUI_INDEX_NAME)
+        if sample_version(folder) != SAMPLE_VERSION:  # missing, or an older sample
+            print(f"pixtention demo: no folder given; writing the sample library to {folder}")
+            if main(["sample", str(folder), "--force"]):
+                return 1
+    else:
+        found, choice = stores.for_folder(args.folder, args.store)
+        folder, store = found, str(choice.path)
+    steps = [["doctor", str(folder), "--problems"], ["index", str(folder), "--store", store]]
     if not args.captions:
         steps[-1].append("--no-captions")
+    steps.append(["clusters", "--store", store])
     steps += [["suggest", prompt, "--store", store, "--k", str(args.k)] for prompt in args.prompt]
     for step in steps:
         shown = " ".join(repr(a) if " " in a else a for a in step)
@@ -45,6 +57,8 @@ def _demo(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         if code:
             return code
+        if step[0] == "index":
+            stores.remember(Path(store))  # a later `suggest` without --store reads this index
     return 0
 
 
@@ -57,8 +71,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "folder", nargs="?", help="a LoRA folder (default: the sample library, written if missing)"
     )
-    parser.add_argument("--store", help="index location (default: the per-user store)")
-    parser.add_argument("--k", type=int, default=3, help="adapters per prompt (default 3)")
+    parser.add_argument(
+        "--store",
+        help="index location (default: beside the sample library; for FOLDER as `index` does)",
+    )
+    parser.add_argument(
+        "--k", type=int, default=defaults.K, help=f"adapters per prompt (default {defaults.K})"
+    )
     parser.add_argument(
         "--captions", action="store_true", help="caption previews with the captioning model"
     )

@@ -198,10 +198,10 @@ def _show(args: argparse.Namespace) -> int:
         _say(f"pixtention show: {args.file}: no such file", sys.stderr)
         return 2
     if args.doc:
+        from pixtention.cli.stores import for_reading
         from pixtention.curator.inspect_doc import document_for
-        from pixtention.curator.store import resolve_store_dir
 
-        store = resolve_store_dir(args.store)
+        store = for_reading(args.store).path
         return _print_shown(
             args, lambda: document_for(args.file, store, root=args.root), doc_to_json, _doc_lines
         )
@@ -308,7 +308,8 @@ def _doctor(args: argparse.Namespace) -> int:
         _say_json({"folder": folder, "files": rows, "summary": summary})
         return 0
     for row in rows:
-        _say(_doctor_line(row))
+        if not (args.problems and row["status"] == "ok"):
+            _say(_doctor_line(row))
     _say(
         f"{summary['files']} file(s) in {folder}: {summary['ok']} ok, "
         f"{summary['problems']} problem(s) ({summary['pickle']} pickle)"
@@ -345,4 +346,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     doctor.add_argument("folder")
     doctor.add_argument("--json", action="store_true", help="print one JSON document")
+    doctor.add_argument(
+        "--problems", action="store_true", help="list only the problem files, then the summary"
+    )
     doctor.set_defaults(func=_doctor)

@@ -1,4 +1,9 @@
-"""``suggest "PROMPT"``: the adapters a prompt would get, as a table or as JSON."""
+"""``suggest "PROMPT"``: the adapters a prompt would get, as a table or as JSON.
+
+Defaults (K, clusters, threshold, adapters per phrase, mode) are the WebUI's, so the command
+line and the accordion agree on a prompt. When nothing is picked the reason is said: an empty
+prompt, an empty index, ``--k 0`` and "nothing scored above the threshold" differ.
+"""
 
 from __future__ import annotations
 
@@ -6,57 +11,68 @@ import argparse
 import json
 import sys
 
-
-def _cell(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+from pixtention.cli import defaults, stores
 
 
-def _table(picks, prompt: str) -> str:
-    from pixtention.selector.triggers import apply_picks
-
-    if not picks:
-        return "no adapter fits this prompt (nothing scored above the threshold)"
-    header = (
-        f"{'#':>2}  {'adapter':<28} {'score':>5} {'weight':>6}  {'phrase':<24} {'triggers':<20}"
+def _why_none(args: argparse.Namespace) -> str:
+    """Why ``select`` returned no pick (the prompt and the index are known to be non-empty)."""
+    if args.k == 0:
+        return "no adapter asked for: --k is 0 (pins and the prompt's own <lora:…> tags still show)"
+    return (
+        f"no adapter fits this prompt (nothing scored above the threshold {args.threshold:g};"
+        " --threshold lowers it)"
     )
-    header += f" {'theme':<22} source"
-    lines = [header, "-" * len(header)]
-    for i, p in enumerate(picks, 1):
-        lines.append(
-            f"{i:>2}  {_cell(p.name, 28):<28} {p.score:>5.2f} {p.weight:>6.2f}  "
-            f"{_cell(p.phrase or '(whole prompt)', 24):<24} {_cell(', '.join(p.triggers), 20):<20}"
-            f" {_cell(p.cluster_label, 22):<22} {p.source}"
-        )
-    for p in picks:
-        matched = "; ".join(f"{m.field}: {', '.join(m.terms)}" for m in p.evidence.matched)
-        if matched:
-            lines.append(f"    {p.name}: matched {matched}")
-    lines.append("")
-    lines.append("prompt with triggers: " + apply_picks(prompt, picks))
-    return "\n".join(lines)
+
+
+def _open(args: argparse.Namespace):
+    """(store choice, library): the library to suggest from, with the process's shared query
+    embedder (the default model's numpy twin: no transformers import)."""
+    from pixtention.cli import models
+    from pixtention.curator.library import open_library
+
+    choice = stores.for_reading(args.store, args.lora_dir)
+    if choice.reason:
+        models.say(choice.line())
+    query = models.query_embedder(args.embedder)
+    library = open_library(choice.path, embedder=query)
+    built_with = library.embedder_id
+    if args.embedder is None and built_with and built_with != query.id:
+        # built with another embedder: use that one (loaded once too)
+        library = open_library(choice.path, embedder=models.embedder(built_with))
+    return choice, library
 
 
 def _suggest(args: argparse.Namespace) -> int:
     from pixtention.curator.embedder import EmbedderError
-    from pixtention.curator.library import open_library
     from pixtention.curator.store import StoreError
-    from pixtention.selector.select import select
 
+    if not args.prompt.strip():
+        print("pixtention suggest: the prompt is empty; nothing to suggest for", file=sys.stderr)
+        return 2
     try:
-        library = open_library(args.store, embedder=args.embedder)
+        choice, library = _open(args)
     except StoreError as exc:
         print(f"pixtention suggest: {exc}", file=sys.stderr)
         return 2
     for message in getattr(library, "messages", ()):
         print(f"pixtention: {message}", file=sys.stderr)
+    if len(library) == 0:
+        print(
+            f"pixtention suggest: the index at {choice.path} holds no adapters (its folder had "
+            "none); index a folder with LoRAs: python -m pixtention index FOLDER",
+            file=sys.stderr,
+        )
+        return 2
+    from pixtention.selector.select import select
+    from pixtention.selector.triggers import apply_picks
+
     try:
         picks = select(
             args.prompt,
             library,
             k=args.k,
             clusters=args.clusters if args.clusters > 0 else None,
-            budget=args.budget,
+            budget=defaults.resolve(args.budget),
             base_model=args.base_model,
             per_phrase=args.per_phrase,
             threshold=args.threshold,
@@ -75,50 +91,79 @@ def _suggest(args: argparse.Namespace) -> int:
         print(f"pixtention suggest: {exc}", file=sys.stderr)
         return 2
     if args.json:
+        if not picks:
+            print(f"pixtention: {_why_none(args)}", file=sys.stderr)
         print(json.dumps([p.to_dict() for p in picks], ensure_ascii=False, indent=1))
+    elif not picks:
+        print(_why_none(args))
     else:
-        print(_table(picks, args.prompt))
+        from pixtention.cli.picks_table import table
+
+        print(table(picks, apply_picks(args.prompt, picks)))
     return 0
+
+
+def _count(text: str) -> int:
+    """A whole number ≥ 0 (argparse type)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``suggest``."""
-    from pixtention.selector.probe import DEFAULT_BUDGET
-    from pixtention.selector.select import DEFAULT_CLUSTERS, DEFAULT_THRESHOLD, MODES
-
     parser = commands.add_parser(
         "suggest",
         help="suggest adapters for a prompt from an indexed library",
-        description="Pick the adapters a prompt needs, each bound to the phrase it serves.",
+        description="Pick the adapters a prompt needs, each bound to the phrase it serves. "
+        "Defaults are the WebUI's. Without --store: the WebUI's index when run in a WebUI "
+        "folder, else the index built last, else the per-user store (the store is named on "
+        "stderr).",
     )
     parser.add_argument("prompt", help="the prompt, in WebUI syntax (<lora:…> tags allowed)")
-    parser.add_argument("--store", default=None, help="index store (default: the user store)")
-    parser.add_argument("--k", type=int, default=3, help="at most this many picks (default 3)")
+    parser.add_argument("--store", default=None, help="index store folder")
+    parser.add_argument(
+        "--lora-dir",
+        default=None,
+        help="use the WebUI's index of this LoRA folder or WebUI folder",
+    )
+    parser.add_argument(
+        "--k",
+        type=_count,
+        default=defaults.K,
+        help=f"at most this many picks (default {defaults.K})",
+    )
     parser.add_argument(
         "--clusters",
-        type=int,
-        default=DEFAULT_CLUSTERS,
+        type=_count,
+        default=defaults.CLUSTERS,
         help="clusters probed at least, nearest first for the prompt and each phrase in turn;"
-        f" 0 scores every adapter (default {DEFAULT_CLUSTERS})",
+        f" 0 scores every adapter (default {defaults.CLUSTERS})",
     )
     parser.add_argument(
         "--budget",
         type=int,
-        default=DEFAULT_BUDGET,
+        default=defaults.SelectorDefault("DEFAULT_BUDGET"),
         help="probe more clusters while the adapters scored stay within this many"
-        f" (default {DEFAULT_BUDGET})",
+        " (default %(default)s)",
     )
     parser.add_argument(
         "--base-model", default=None, help="loaded model family: sd1, sd2, sdxl, pony, …"
     )
-    parser.add_argument("--per-phrase", type=int, default=1, help="picks per phrase (default 1)")
+    parser.add_argument(
+        "--per-phrase",
+        type=int,
+        default=defaults.PER_PHRASE,
+        help=f"picks per phrase (default {defaults.PER_PHRASE})",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
-        default=DEFAULT_THRESHOLD,
-        help=f"abstain below this score (default {DEFAULT_THRESHOLD})",
+        default=defaults.THRESHOLD,
+        help=f"abstain below this score (default {defaults.THRESHOLD:g})",
     )
-    parser.add_argument("--mode", choices=MODES, default="auto")
+    parser.add_argument("--mode", choices=defaults.MODES, default=defaults.MODE)
     parser.add_argument("--exclude", action="append", default=[], help="never pick this adapter")
     parser.add_argument("--pin", action="append", default=[], help="always pick this adapter")
     parser.add_argument("--embedder", default=None, help="embedding model the store must match")

@@ -31,6 +31,14 @@ _LENGTH = struct.Struct("<Q")
 # Leading bytes of formats people rename to .safetensors: zip (torch.save) and raw pickle.
 _FOREIGN_MAGIC = ((b"PK\x03\x04", "a zip archive (torch.save)"), (b"\x80", "a pickle"))
 _PASSTHROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
+_HEADER_STARTS = (b"{", b" ", b"")  # a header's JSON starts the 9th byte ("": cut off there)
+
+
+def _looks_like(prefix: bytes) -> str:
+    """What the first bytes of a non-safetensors file suggest, for the one-line reason."""
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in prefix):
+        return "it starts with text"
+    return "no safetensors header at its start"
 
 
 def fingerprint(size: int, header: bytes) -> str:
@@ -73,6 +81,10 @@ def read_header_bytes(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_resu
             for magic, what in _FOREIGN_MAGIC:
                 if prefix.startswith(magic) and length > info.st_size:
                     raise LibraryError(path, f"not a safetensors file (it is {what})")
+            if length > info.st_size and handle.read(1) not in _HEADER_STARTS:
+                # the "length" is really the first bytes of some other format (text, an image…)
+                raise LibraryError(path, f"not a safetensors file ({_looks_like(prefix)})")
+            handle.seek(_LENGTH.size)
             if length > HEADER_CAP:
                 raise LibraryError(
                     path, f"header of {length} bytes exceeds the {HEADER_CAP // 10**6} MB cap"

@@ -1,9 +1,11 @@
 """A small sample LoRA library, so the main command has something real to work on.
 
-``write_sample(folder)`` writes a dozen tiny adapters with the key names and shapes of real
+``write_sample(folder)`` writes sixty tiny adapters with the key names and shapes of real
 SD1.5 (and one SDXL) LoRAs, kohya ``ss_*`` / ModelSpec headers, WebUI and Civitai sidecars and
-PIL-drawn previews, themed and sorted into theme folders. Ranks are 1–4 and only a few modules
-are targeted, so each file stays a few dozen kilobytes. Deterministic for a seed.
+PIL-drawn previews, themed and sorted into six theme folders — enough adapters for the indexer
+to cluster them into themes. Ranks are 1–4 and only a few modules are targeted, so each file
+stays a few dozen kilobytes. Deterministic for a seed. A marker file at the root tells a sample
+folder (safe to write again) from a user's LoRA folder (never written into unasked).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from pixtention.library.sample_themes import THEMES, Theme
 
 SD15_CHANNELS = 320
 SD15_CONTEXT = 768
+MARKER = ".pixtention-sample"  # at the root of a folder ``write_sample`` wrote
+SAMPLE_VERSION = "2"  # 2: sixty adapters in six themes (1: a dozen, one cluster)
 
 
 def sd15_unet_modules(
@@ -319,13 +323,23 @@ def _write_broken(folder: Path, generator: torch.Generator) -> list[SampleFile]:
     return files
 
 
-def write_sample(folder: str | Path, *, broken: bool = False, seed: int = 0) -> list[SampleFile]:
-    """Write the sample library under ``folder``; returns every file written (adapters first)."""
+def write_sample(
+    folder: str | Path,
+    *,
+    broken: bool = False,
+    seed: int = 0,
+    themes: Sequence[Theme] = THEMES,
+) -> list[SampleFile]:
+    """Write the sample library under ``folder``; returns every file written (adapters first).
+
+    ``themes`` picks a part of it (``sample_themes.FIRST_DOZEN``: the dozen the selector's
+    hand-made benchmark was written for).
+    """
     root = Path(folder)
     generator = torch.Generator().manual_seed(seed)
     unet = sd15_unet_modules()
     written: list[SampleFile] = []
-    for index, theme in enumerate(THEMES):
+    for index, theme in enumerate(themes):
         directory = root / theme.folder
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{theme.name}.safetensors"
@@ -344,4 +358,14 @@ def write_sample(folder: str | Path, *, broken: bool = False, seed: int = 0) -> 
         written.append(SampleFile(path))
     if broken:
         written.extend(_write_broken(root, generator))
+    (root / MARKER).write_text(f"PixTention sample library {SAMPLE_VERSION}\n", encoding="utf-8")
     return written
+
+
+def sample_version(folder: str | Path) -> str | None:
+    """The sample version ``folder`` was written with, or None if it is not a sample library."""
+    try:
+        text = (Path(folder) / MARKER).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return text.split()[-1] if text.split() else ""

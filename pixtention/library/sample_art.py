@@ -6,6 +6,7 @@ look at), not art: a background in the theme's palette and a few shapes for its 
 
 from __future__ import annotations
 
+import math
 import random
 
 from PIL import Image, ImageDraw, ImageFilter
@@ -81,6 +82,25 @@ def _motif(draw: ImageDraw.ImageDraw, motif: str, colors: tuple[str, ...], rng: 
         draw.line([(8, 64), (120, 64)], fill=c[1], width=8)
         for x in (44, 84):
             draw.ellipse([x - 18, 46, x + 18, 82], fill=c[3], outline=c[0], width=5)
+    elif motif == "brush":
+        for _ in range(14):
+            x, y = rng.randint(0, SIZE), rng.randint(0, SIZE)
+            draw.line([(x, y), (x + rng.randint(10, 40), y + rng.randint(-8, 8))],
+                      fill=rng.choice(c[:3]), width=rng.randint(4, 9))  # fmt: skip
+    elif motif == "figure":
+        draw.ellipse([50, 16, 78, 44], fill=c[1])
+        draw.polygon([(64, 44), (34, 116), (94, 116)], fill=c[0], outline=c[3])
+    elif motif == "landscape":
+        draw.ellipse([84, 12, 112, 40], fill=c[2])
+        draw.polygon([(0, 100), (40, 50), (80, 90), (110, 60), (SIZE, 100), (SIZE, SIZE), (0, SIZE)],
+                     fill=c[0])  # fmt: skip
+    elif motif == "item":
+        draw.rounded_rectangle([30, 40, 98, 100], radius=10, fill=c[0], outline=c[3], width=3)
+        draw.ellipse([52, 56, 76, 80], fill=c[2])
+    elif motif == "burst":
+        for angle in range(0, 360, 30):
+            end = (64 + 60 * math.cos(math.radians(angle)), 64 + 60 * math.sin(math.radians(angle)))
+            draw.line([(64, 64), end], fill=rng.choice(c[:3]), width=3)
     else:  # ink and anything new: pen strokes
         for _ in range(25):
             x, y = rng.randint(0, SIZE), rng.randint(0, SIZE)

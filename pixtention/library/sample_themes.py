@@ -1,6 +1,7 @@
 """The themes of the sample library: what each sample adapter is about and how it is stored.
 
-Plain data, kept apart from the writer (``sample.py``) so each stays readable. Themes are
+Plain data, kept apart from the writer (``sample.py``) so each stays readable; the first dozen
+are written out in full here, the rest are compact rows in ``sample_themes_more``. Themes are
 deliberately distinct (styles, characters, backgrounds, clothing, objects) so retrieval over
 the sample library has clear right answers.
 """
@@ -8,6 +9,8 @@ the sample library has clear right answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pixtention.library.sample_themes_more import more_themes
 
 
 def _attn(block: str, *parts: str) -> tuple[str, ...]:
@@ -52,7 +55,7 @@ class Theme:
 
 
 # fmt: off
-THEMES: tuple[Theme, ...] = (
+FIRST_DOZEN: tuple[Theme, ...] = (
     Theme(
         "watercolor_wash", "styles", "Watercolor Wash", "style", "lora", 4, 2.0,
         _attn(_UP1, *_KV) + _attn(_UP2, *_KV, "attn1.to_q"),
@@ -172,3 +175,6 @@ THEMES: tuple[Theme, ...] = (
     ),
 )
 # fmt: on
+
+# Every sample adapter: the first dozen above, then the rows of ``sample_themes_more``.
+THEMES: tuple[Theme, ...] = FIRST_DOZEN + more_themes()
