@@ -53,3 +53,10 @@ def test_an_unused_pin_says_why():
         Pin("knight"), library, "sd1"
     )
     assert "no phrase" in _unused_pin(Pin("cat"), library, "sd1")
+
+
+def test_the_webui_and_the_library_share_one_default_threshold():
+    from pixtention.selector.select import DEFAULT_THRESHOLD
+    from pixtention.webui.args import WebuiArgs
+
+    assert WebuiArgs().threshold == DEFAULT_THRESHOLD

@@ -108,3 +108,45 @@ def test_phrase_specificity_follows_idf() -> None:
     assert 0 < common < rare <= 1.0
     assert R.phrase_specificity(index, "unheard-of") == 1.0
     assert R.phrase_specificity(index, "") == 0.0
+
+
+def test_matched_words_count_words_whatever_the_library_size() -> None:
+    """One word that only one document holds, once, at average length counts 1 — in a library
+    of 3 documents as in one of 2,000 — while raw BM25 grows with the library's size."""
+    small = ["knight armor sword", "neon city night", "watercolor paper paint"]
+    large = small + [f"filler{i} thing{i % 7} other{i % 13}" for i in range(1997)]
+    raw, counted = [], []
+    for docs in (small, large):
+        index = R.BM25(docs)
+        raw.append(index.scores("knight")[0])
+        for prior in (0.0, 100.0):
+            words = R.matched_words(index, ["knight"], prior)
+            counted.append(words[0])
+            assert (words[1:] == 0).all()
+            two = R.matched_words(index, ["neon", "night"], prior)[1]
+            assert math.isclose(two, 2.0, rel_tol=1e-5)  # two such words count 2
+    np.testing.assert_allclose(counted, 1.0, rtol=1e-5)
+    assert raw[1] > 5 * raw[0]
+
+
+def test_idf_with_prior() -> None:
+    docs = ["knight armor", "knight sword", "city night"]
+    index = R.BM25(docs)
+    np.testing.assert_array_equal(index.idf_with_prior(0), index.idf)
+    n, m = len(docs), 100.0
+    for term, df in (("knight", 2), ("city", 1)):
+        expected = math.log(1 + (n + m - df + 0.5) / (df + 0.5))
+        assert math.isclose(index.idf_with_prior(m)[index.vocab[term]], expected, rel_tol=1e-5)
+    assert math.isclose(index.rare_idf(m), math.log(1 + (n + m - 0.5) / 1.5), rel_tol=1e-6)
+    # two documents of three say "knight": no evidence that the word is generic
+    assert (
+        R.phrase_specificity(index, "a knight")
+        < 0.5
+        < 0.8
+        < R.phrase_specificity(index, "a knight", m)
+    )
+    # a large library shows it: the prior hardly moves idf there
+    large = R.BM25(docs + [f"knight{i % 2} w{i}" for i in range(5000)] + ["knight"] * 2000)
+    k = large.vocab["knight"]
+    assert abs(large.idf_with_prior(m)[k] / large.idf[k] - 1) < 0.05
+    assert R.phrase_specificity(large, "a knight", m) < 0.3

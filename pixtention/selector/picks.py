@@ -20,9 +20,12 @@ class FieldMatch:
 class Evidence:
     """Why an adapter was picked, in numbers a user can read."""
 
-    score: float  # the ranking score (hybrid of dense and lexical by default)
-    dense: float  # cosine similarity between the document and the bound phrase or prompt
-    lexical: float  # BM25 of the prompt against the document, squashed to [0, 1)
+    # The ranking score, by default the mean of dense and lexical (retrieval.Scoring): about
+    # 0.45–0.65 when the document plainly names the phrase, 0.05–0.3 when it is about something
+    # else, whatever the library's size; the default threshold is 0.35.
+    score: float
+    dense: float  # cosine of the document to its best phrase (× specificity) and to the prompt
+    lexical: float  # the prompt's words the document holds, squashed to [0, 1): 1 → 0.3, 2 → 0.47
     phrase: str
     phrase_score: float  # cosine similarity of the document to the bound phrase alone
     cluster_label: str

@@ -21,7 +21,7 @@ import numpy as np
 from pixtention.curator.embedder import EmbedderError
 from pixtention.selector import retrieval
 from pixtention.selector.phrases import is_boilerplate
-from pixtention.selector.prompt import ParsedPrompt, Phrase
+from pixtention.selector.prompt import STOPWORDS, ParsedPrompt, Phrase
 
 MAX_PHRASES = 64  # phrases embedded per prompt; a 5,000-token prompt is cut here, not refused
 QUERY_CACHE_SIZE = 4096  # query texts whose vectors are kept (≈ 6 MB for 384-d vectors)
@@ -38,8 +38,14 @@ class Query:
 
     @property
     def text(self) -> str:
-        """The words retrieval reads (its phrases), for the lexical score."""
+        """The words retrieval reads (its phrases)."""
         return " ".join(p.text for p in self.phrases)
+
+    @property
+    def terms(self) -> list[str]:
+        """The words the lexical score counts: the phrases' words but "a", "of", "the" …, which
+        carry no concept (and in a small library are not rare enough for idf to silence)."""
+        return [t for t in retrieval.tokenize(self.text) if t not in STOPWORDS]
 
 
 class VectorCache:
@@ -113,7 +119,11 @@ def embed_query(
     """Embed the prompt's distinct phrases, weight them by specificity, pool the prompt row."""
     phrases = distinct_phrases(parsed)
     weights = np.array(
-        [retrieval.phrase_specificity(bm25, p.text) ** scoring.phrase_idf_power for p in phrases],
+        [
+            retrieval.phrase_specificity(bm25, p.text, scoring.prior_docs)
+            ** scoring.phrase_idf_power
+            for p in phrases
+        ],
         dtype=np.float32,
     )
     if phrases:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pixtention.selector.phrases import STOPWORDS
+
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -52,11 +54,35 @@ class BM25:
         norm = k1 * (1.0 - b + b * lengths[self._docs] / avg)
         self._weights = (tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
         df = np.bincount(terms, minlength=len(vocab)) if len(vocab) else np.zeros(0, np.int64)
+        self.df = df.astype(np.int64)  # documents holding each term
         self._offsets = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
         self.idf = np.log1p((self.n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        self._prior_idf: dict[float, np.ndarray] = {}
 
-    def scores(self, query: str | Iterable[str]) -> np.ndarray:
-        """BM25 of every document for the query's distinct terms → (n_docs,) float32."""
+    def idf_with_prior(self, prior_docs: float) -> np.ndarray:
+        """Each term's idf as if the library held ``prior_docs`` more documents without it.
+
+        Three documents cannot show that a word is common, ten thousand can: the prior keeps a
+        small library from halving a word's weight because two of its three documents say it,
+        and leaves a large one as it is.
+        """
+        if prior_docs <= 0:
+            return self.idf
+        cached = self._prior_idf.get(prior_docs)
+        if cached is None:
+            n = self.n_docs + prior_docs
+            cached = np.log1p((n - self.df + 0.5) / (self.df + 0.5)).astype(np.float32)
+            self._prior_idf[prior_docs] = cached
+        return cached
+
+    def rare_idf(self, prior_docs: float = 0.0) -> float:
+        """The idf of a term that one document holds (with the same prior)."""
+        return float(np.log1p(max(self.n_docs + max(prior_docs, 0.0) - 0.5, 0.5) / 1.5))
+
+    def scores(self, query: str | Iterable[str], idf: np.ndarray | None = None) -> np.ndarray:
+        """BM25 of every document for the query's distinct terms → (n_docs,) float32
+        (``idf``: per-term weights to use instead of :attr:`idf`)."""
+        idf = self.idf if idf is None else idf
         terms = set(tokenize(query) if isinstance(query, str) else query)
         out = np.zeros(self.n_docs, dtype=np.float32)
         for term in terms:
@@ -64,8 +90,19 @@ class BM25:
             if t is None:
                 continue
             a, b = self._offsets[t], self._offsets[t + 1]
-            out[self._docs[a:b]] += self.idf[t] * self._weights[a:b]
+            out[self._docs[a:b]] += idf[t] * self._weights[a:b]
         return out
+
+
+def matched_words(bm25: BM25, terms: Iterable[str], prior_docs: float = 0.0) -> np.ndarray:
+    """BM25 of every document in words matched: one word that only it holds, once, at average
+    length counts 1 (BM25 divided by that word's idf, both with the prior of
+    :meth:`BM25.idf_with_prior`).
+
+    Raw BM25 grows with log(library size), so on one fixed scale the same match counted about
+    four times less in a library of ten adapters than in one of ten thousand.
+    """
+    return bm25.scores(terms, bm25.idf_with_prior(prior_docs)) / bm25.rare_idf(prior_docs)
 
 
 def squash(scores: np.ndarray, half: float) -> np.ndarray:
@@ -99,8 +136,19 @@ def cosine(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 class Scoring:
     """How the ranking score mixes its parts (defaults measured in ``bench/selector.py``).
 
-    dense = prompt_share · cos(doc, prompt) + (1 − prompt_share) · max_p w_p · cos(doc, phrase p)
-    score = (1 − lexical_share) · dense + lexical_share · squash(BM25(prompt), bm25_half)
+    score   = (1 − lexical_share) · dense + lexical_share · lexical
+    dense   = prompt_share · cos(doc, prompt) + (1 − prompt_share) · max_p w_p · cos(doc, phrase p)
+    lexical = squash(matched_words(prompt words), lexical_half)
+
+    Both parts are absolute, so a threshold means the same in every library: ``lexical`` counts
+    the prompt's words the document holds (a word that only it holds, once, counts 1; at the
+    default half one such word gives 0.3, two 0.47, three 0.57), ``dense`` is mostly the cosine
+    of the document to the phrase it serves. A document that plainly names its phrase scores
+    about 0.45–0.65, one about something else 0.05–0.3; one that shares a single word with the
+    phrase ("a red bicycle" and a red dragon) 0.3–0.4. Idf is read as if the library held
+    ``prior_docs`` more adapters without the word (:meth:`BM25.idf_with_prior`). The old
+    lexical part, ``squash(BM25, 20)``, grew with the library's size: the same three documents
+    scored 0.29–0.38 alone and 0.43–0.49 beside thirty unrelated ones.
 
     w_p = (specificity of phrase p) ** phrase_idf_power, see :func:`phrase_specificity`: generic
     phrases ("masterpiece", "1girl") match generic adapters everywhere, so they must not outvote
@@ -110,20 +158,25 @@ class Scoring:
     prompt_share: float = 0.25
     phrase_idf_power: float = 1.0
     lexical_share: float = 0.5
-    bm25_half: float = 20.0
+    lexical_half: float = 2.3  # matched words (BM25 units) at which lexical is 0.5
+    prior_docs: float = 100.0
 
 
-def phrase_specificity(bm25: BM25, phrase: str) -> float:
-    """Largest idf among the phrase's words over the library, divided by the largest idf.
+def phrase_specificity(bm25: BM25, phrase: str, prior_docs: float = 0.0) -> float:
+    """Largest idf among the phrase's words divided by the idf of a word only one document
+    holds, both with the prior of :meth:`BM25.idf_with_prior`.
 
     A word no document contains counts as most specific (1.0): the lexical score cannot see it,
-    but the dense one may still know what it means.
+    but the dense one may still know what it means. "a", "of", "the" … do not count (a library
+    without the word "a" must not make "a cat" most specific).
     """
-    top = float(bm25.idf.max()) if len(bm25.idf) else 0.0
+    top = bm25.rare_idf(prior_docs)
     if top <= 0:
         return 1.0
-    values = [bm25.idf[t] if t is not None else top for t in map(bm25.vocab.get, tokenize(phrase))]
-    return float(max(values) / top) if values else 0.0
+    idf = bm25.idf_with_prior(prior_docs)
+    words = [w for w in tokenize(phrase) if w not in STOPWORDS]
+    values = [float(idf[t]) if t is not None else top for t in map(bm25.vocab.get, words)]
+    return min(1.0, float(max(values) / top)) if values else 0.0
 
 
 def dense_scores(

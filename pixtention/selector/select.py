@@ -3,8 +3,9 @@
 One batched embedding call (whole prompt + every phrase), clusters first (each query row's
 nearest clusters, within a budget of adapters, see :mod:`pixtention.selector.probe`), exact
 scores of the adapters inside them plus the lexical top hits, BM25 over the same documents,
-and a hybrid score; then the hard filters (base-model family, excludes, explicit tags), the
-abstention threshold, the per-phrase cap and top-K. See design §5.
+and a hybrid score on an absolute scale (:class:`~pixtention.selector.retrieval.Scoring`); then
+the hard filters (base-model family, excludes, explicit tags), the abstention threshold, the
+per-phrase cap and top-K. See design §5.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ log = logging.getLogger("pixtention.selector")
 
 MODES = ("auto", "regionalise", "both", "suggest")
 DEFAULT_CLUSTERS = 12
-DEFAULT_THRESHOLD = 0.2
+# A document that plainly names its phrase scores about 0.45–0.65, one about something else
+# 0.05–0.3 (see Scoring), in a library of three adapters as in one of ten thousand; the WebUI's
+# default is the same.
+DEFAULT_THRESHOLD = 0.35
 DEFAULT_SCORING = retrieval.Scoring()
 LEXICAL_CANDIDATES = 256  # BM25 top hits scored besides the probed clusters' adapters
 MIN_CANDIDATES = 128  # fewer compatible candidates than this: score the whole family
@@ -115,7 +119,7 @@ def _score(query: Query, library, ids: np.ndarray, lexical_all: np.ndarray, scor
         sims = retrieval.cosine(query.vectors, vectors[ids])
     dense, best = retrieval.dense_scores(sims, scoring.prompt_share, query.weights)
     phrase_score = sims[1 + best, np.arange(len(ids))] if len(query.phrases) else np.zeros(len(ids))
-    lexical = retrieval.squash(lexical_all[ids], scoring.bm25_half)
+    lexical = retrieval.squash(lexical_all[ids], scoring.lexical_half)
     score = retrieval.hybrid_scores(dense, lexical, scoring.lexical_share)
     return _Scored(ids, score, dense, lexical, best, phrase_score)
 
@@ -261,7 +265,8 @@ def select(
 
     bm25 = lexical_index(library)
     query = embed_query(parsed, library, bm25, scoring)
-    lexical_all = bm25.scores(query.text)  # candidates and evidence, whatever its share
+    # words matched by every adapter: candidates and evidence, whatever the lexical share
+    lexical_all = retrieval.matched_words(bm25, query.terms, scoring.prior_docs)
     picks: list[Pick] = []
     taken: set[int] = {r.id for _, r in user}  # explicit tags are never auto-picked again
 

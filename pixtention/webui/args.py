@@ -71,7 +71,14 @@ ARG_SPECS: tuple[ArgSpec, ...] = (
     ArgSpec("mode", "auto", "auto | regionalise | both | suggest", choices=MODES),
     ArgSpec("k", 3, "at most this many adapters per image", 0, 16),
     ArgSpec("clusters", 8, "themes (clusters) to search", 1, 64),
-    ArgSpec("threshold", 0.35, "abstain below this similarity", 0.0, 1.0),
+    ArgSpec(
+        "threshold",
+        0.35,
+        "abstain below this score (a description that plainly names the phrase scores "
+        "about 0.45-0.65, an unrelated one 0.05-0.3)",
+        0.0,
+        1.0,
+    ),
     ArgSpec("per_phrase", 1, "at most this many adapters per phrase", 1, 8),
     ArgSpec(
         "mask_layers", "mid", "attention layers the masks come from: mid | all", choices=MASK_LAYERS

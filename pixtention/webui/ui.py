@@ -51,7 +51,9 @@ def _spec(name: str):
     return ARG_SPECS[ARG_NAMES.index(name)]
 
 
-def _slider(name: str, label: str, value: float, step: float, elem_id: str) -> Any:
+def _slider(
+    name: str, label: str, value: float, step: float, elem_id: str, info: str | None = None
+) -> Any:
     spec = _spec(name)
     return gr.Slider(
         minimum=spec.minimum,
@@ -60,6 +62,7 @@ def _slider(name: str, label: str, value: float, step: float, elem_id: str) -> A
         value=value,
         label=label,
         elem_id=elem_id,
+        info=info,
     )
 
 
@@ -99,7 +102,12 @@ def build(
                 "clusters", "Themes to search", defaults.clusters, 1, eid("clusters")
             )
             threshold = _slider(
-                "threshold", "Similarity threshold", defaults.threshold, 0.01, eid("threshold")
+                "threshold",
+                "Similarity threshold",
+                defaults.threshold,
+                0.01,
+                eid("threshold"),
+                info="Scores: ~0.5-0.65 a plain match, under 0.3 unrelated",
             )
             per_phrase = _slider(
                 "per_phrase", "Adapters per phrase", defaults.per_phrase, 1, eid("per_phrase")
