@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pixtention.cli import stores
 from pixtention.curator.progress import Progress
+from pixtention.library.display import terminal_safe
 
 
 class _Bar:
@@ -103,7 +104,7 @@ def _index(args: argparse.Namespace) -> int:
     if args.store is None:
         stores.remember(choice.path)
     for message in report.messages:
-        print(f"pixtention: {message}", file=sys.stderr)
+        print(f"pixtention: {terminal_safe(message)}", file=sys.stderr)
     empty = _no_adapters(report)
     if empty:
         models.say(empty)
@@ -118,7 +119,7 @@ def _index(args: argparse.Namespace) -> int:
     if report.problems:
         print(f"{len(report.problems)} file(s) could not be indexed:")
         for path, error in report.problems:
-            print(f"  {path}: {error}")
+            print(f"  {terminal_safe(path)}: {terminal_safe(error)}")
     return 0
 
 
@@ -148,7 +149,8 @@ def _clusters(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(lib)} adapters in {len(themes)} clusters")
     for t in themes:
-        print(f"[{t['size']:>5}] {t['label']}: {', '.join(t['examples'])}")
+        examples = ", ".join(terminal_safe(e) for e in t["examples"])
+        print(f"[{t['size']:>5}] {terminal_safe(t['label'])}: {examples}")
     return 0
 
 

@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from pixtention.library.display import terminal_safe
+
 ADAPTER_SUFFIXES = (".safetensors",)
 HEADER_VALUE_CHARS = 300  # header metadata values longer than this are elided in --json
 
@@ -82,7 +84,7 @@ def _show_lines(info) -> list[str]:
     meta, layout = info.metadata, info.layout
     alpha = f", alpha {layout.alpha:g}" if layout.alpha is not None else ""
     rows = [
-        ("file", f"{info.file.path} ({info.file.size} bytes)"),
+        ("file", f"{terminal_safe(info.file.path)} ({info.file.size} bytes)"),
         ("fingerprint", info.file.fingerprint),
         ("kind", f"{layout.kind}, rank {layout.rank}{alpha}"),
         ("base model", f"{_base_text(info.base_model)} — {info.base_model.evidence}"),
@@ -102,7 +104,8 @@ def _show_lines(info) -> list[str]:
         ("civitai", str(meta.civitai.get("url", ""))),
         (
             "previews",
-            ", ".join(meta.previews) + (" (embedded)" if meta.has_embedded_preview else ""),
+            ", ".join(terminal_safe(p) for p in meta.previews)
+            + (" (embedded)" if meta.has_embedded_preview else ""),
         ),
         ("sources", ", ".join(meta.sources)),
     ]
@@ -110,11 +113,13 @@ def _show_lines(info) -> list[str]:
         hashes = info.hashes
         rows.append(("sha256", hashes.sha256))
         rows.append(("short hashes", f"AutoV2 {hashes.autov2}, AutoV3 {hashes.autov3}"))
-    lines = [f"{meta.name}: {meta.title}"]
+    lines = [f"{terminal_safe(meta.name)}: {terminal_safe(meta.title)}"]
     lines += [f"  {label:<12} {value}" for label, value in rows if value]
     if meta.description:
         lines.append("  description")
-        lines += [f"    {line}".rstrip() for line in meta.description.splitlines()[:12]]
+        lines += [
+            f"    {terminal_safe(line)}".rstrip() for line in meta.description.splitlines()[:12]
+        ]
     lines += [f"  warning: {_one_line(w)}" for w in info.warnings]
     return lines
 
@@ -158,7 +163,7 @@ _STORE_STATES = {
 
 def _doc_lines(view) -> list[str]:
     doc = view.document
-    lines = [f"{view.name}: document ({len(doc.text)} characters embedded)"]
+    lines = [f"{terminal_safe(view.name)}: document ({len(doc.text)} characters embedded)"]
     lines += textwrap.wrap(doc.text, 96, initial_indent="  ", subsequent_indent="  ")
     lines.append("  fields")
     lines += [f"    {name:<12} {_one_line(value)}" for name, value in doc.fields.items()]
@@ -195,7 +200,7 @@ def _print_shown(args: argparse.Namespace, load, to_json, to_lines) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     if not os.path.lexists(args.file):
-        _say(f"pixtention show: {args.file}: no such file", sys.stderr)
+        _say(f"pixtention show: {terminal_safe(args.file)}: no such file", sys.stderr)
         return 2
     if args.doc:
         from pixtention.cli.stores import for_reading
@@ -270,13 +275,12 @@ def check_file(path: str, root: str) -> dict[str, Any]:
 
 
 def _doctor_line(row: dict[str, Any]) -> str:
+    path = terminal_safe(row["path"])
     if row["status"] != "ok":
-        return f"problem  {row['path']}: {row['reason']}"
+        return f"problem  {path}: {terminal_safe(row['reason'])}"
     base = row["base_model"] + (f"/{row['variant']}" if row["variant"] else "")
     warnings = f"  ({len(row['warnings'])} warning(s))" if row["warnings"] else ""
-    return (
-        f"ok       {row['path']}  {row['kind']} r{row['rank']} {base}  {row['title']!r}{warnings}"
-    )
+    return f"ok       {path}  {row['kind']} r{row['rank']} {base}  {row['title']!r}{warnings}"
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -284,7 +288,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     folder = os.path.abspath(args.folder)
     if not os.path.isdir(folder):
-        _say(f"pixtention doctor: {args.folder}: not a folder", sys.stderr)
+        _say(f"pixtention doctor: {terminal_safe(args.folder)}: not a folder", sys.stderr)
         return 2
     rows: list[dict[str, Any]] = []
     for path, folder_problem in walk_adapter_files(folder):

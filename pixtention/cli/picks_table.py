@@ -11,13 +11,15 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from pixtention.library.display import terminal_safe
+
 WIDTH = 100
 _COLUMNS = (("adapter", 22), ("phrase", 22), ("triggers", 16), ("theme", 16))
 _MARKS = {"pinned": " (pin)", "user": " (tag)"}  # auto picks carry no mark
 
 
 def _cell(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    text = terminal_safe(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -58,7 +60,7 @@ def evidence_lines(picks: Sequence[Any]) -> list[str]:
         matched = "; ".join(f"{m.field}: {', '.join(m.terms)}" for m in p.evidence.matched)
         if matched:
             lines += textwrap.wrap(
-                f"{p.name}: matched {matched}",
+                f"{terminal_safe(p.name)}: matched {matched}",
                 WIDTH,
                 initial_indent="    ",
                 subsequent_indent="      ",
@@ -69,5 +71,5 @@ def evidence_lines(picks: Sequence[Any]) -> list[str]:
 def table(picks: Sequence[Any], completed_prompt: str) -> str:
     """The whole ``suggest`` output for a non-empty list of picks."""
     lines = pick_rows(picks) + evidence_lines(picks)
-    lines += ["", "prompt with triggers:", completed_prompt]
+    lines += ["", "prompt with triggers:", terminal_safe(completed_prompt)]
     return "\n".join(lines)

@@ -4,17 +4,26 @@ One writer (the indexer, under the store lock) and any number of readers. WAL mo
 see the last committed state while the writer works; every batch the writer commits is durable,
 so a killed run keeps its completed work. Paths are stored as bytes (``os.fsencode``) so file
 names that are not valid UTF-8 survive the round trip.
+
+Readers never write: they open the file read-only (``mode=ro``; ``immutable`` on a read-only
+store, where no writer can run) and neither create nor migrate it, so an empty or damaged
+catalog is reported, not silently replaced by an empty library. The writer checks the catalog
+and its ``-wal``/``-shm``/``-journal`` companions with ``lstat`` before SQLite opens them: a
+symbolic link there would make SQLite write through it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import stat
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pixtention.curator.store import StoreError
+from pixtention.curator.store import CATALOG_COMPANIONS, StoreError, clear_away
 
 SCHEMA_VERSION = 2
 
@@ -76,12 +85,77 @@ def display_text(text: str | None) -> str | None:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+class CatalogCorrupt(sqlite3.DatabaseError):
+    """A damage PixTention found itself (a failed ``quick_check``, garbage schema metadata)."""
+
+
 def is_corruption(exc: sqlite3.Error) -> bool:
     """True when SQLite says the file itself is damaged (not locked, not out of space)."""
     text = str(exc).lower()
-    return isinstance(exc, sqlite3.DatabaseError) and (
-        "malformed" in text or "not a database" in text or "corrupt" in text
+    return isinstance(exc, CatalogCorrupt) or (
+        isinstance(exc, sqlite3.DatabaseError)
+        and ("malformed" in text or "not a database" in text or "corrupt" in text)
     )
+
+
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    return "full" in str(exc).lower()
+
+
+def is_read_only(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def prepare_for_writer(path: Path) -> list[str]:
+    """Clear links and folders squatting on the catalog's or its companions' names (the writer
+    then opens a real file), and say what was done. An empty catalog is said, then rebuilt."""
+    notes = []
+    for name in (path.name, *(path.name + extra for extra in CATALOG_COMPANIONS)):
+        candidate = path.with_name(name)
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            notes.append(clear_away(candidate, f"catalog file ({_kind(info.st_mode)})"))
+        elif name == path.name and info.st_size == 0:
+            notes.append(f"catalog {path} was empty (0 bytes); rebuilding the index")
+    return notes
+
+
+def check_for_reader(path: Path) -> None:
+    """Raise :class:`StoreError` (one line) unless the catalog can be read as it is."""
+    repair = "run `python -m pixtention index FOLDER` to set it aside and rebuild"
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise StoreError(
+            f"no index at {path.parent}: run `python -m pixtention index FOLDER` first"
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"catalog {path} is {_kind(info.st_mode)}, not read; {repair}")
+    if info.st_size == 0:
+        raise StoreError(f"catalog {path} is empty (0 bytes); {repair}")
+    for extra in CATALOG_COMPANIONS:
+        companion = path.with_name(path.name + extra)
+        try:
+            mode = os.lstat(companion).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise StoreError(f"catalog companion {companion} is {_kind(mode)}, not read; {repair}")
+
+
+def _uri(path: Path, **params: str) -> str:
+    quoted = urllib.parse.quote(os.fsencode(os.path.abspath(path)), safe="/")
+    return f"file:{quoted}?" + "&".join(f"{k}={v}" for k, v in params.items())
 
 
 def _column(name: str, value: object) -> object:
@@ -91,12 +165,35 @@ def _column(name: str, value: object) -> object:
 
 
 class Catalog:
-    """A connection to one catalog file, created and migrated on open."""
+    """A connection to one catalog file.
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
-        if not create and not path.exists():
-            raise StoreError(f"no catalog at {path}: index a folder first")
+    The writer's (default) is created and migrated on open; ``notes`` receives what was
+    cleared away first (:func:`prepare_for_writer`). A reader's (``readonly=True``) never writes:
+    a missing, empty, linked or unknown catalog raises :class:`StoreError`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        notes: list[str] | None = None,
+    ) -> None:
         self.path = path
+        self.readonly = readonly or not create
+        if self.readonly:
+            check_for_reader(path)
+            self.conn = self._connect_reader(path)
+            try:
+                self._check_schema()
+            except BaseException:
+                self.conn.close()
+                raise
+            return
+        found = prepare_for_writer(path)
+        if notes is not None:
+            notes.extend(found)
         self.conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
         try:
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -106,14 +203,70 @@ class Catalog:
             self.conn.close()
             raise
 
+    @staticmethod
+    def _connect_reader(path: Path) -> sqlite3.Connection:
+        """Read-only; on a store nobody can write (read-only disk), ``immutable`` (SQLite then
+        needs no ``-shm`` file, which it could not create there)."""
+        conn = sqlite3.connect(_uri(path, mode="ro"), uri=True, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+            if writable or not is_read_only(exc):
+                raise
+        return sqlite3.connect(
+            _uri(path, mode="ro", immutable="1"), uri=True, timeout=30.0, isolation_level=None
+        )
+
     def close(self) -> None:
         self.conn.close()
 
-    def _migrate(self) -> None:
+    def _schema_version(self) -> int:
         has_meta = self.conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
         ).fetchone()
-        version = int(self.get_meta("schema_version", "0")) if has_meta else 0
+        text = self.get_meta("schema_version", "0") if has_meta else "0"
+        try:
+            return int(text)
+        except ValueError:
+            raise CatalogCorrupt(
+                f"catalog {self.path} is corrupt: its schema version is {text[:40]!r}"
+            ) from None
+
+    def _check_schema(self) -> None:
+        """A reader's check: a schema it can read (any released one up to ours), no writes."""
+        try:
+            version = self._schema_version()
+        except CatalogCorrupt as exc:
+            raise StoreError(f"{exc}; run `python -m pixtention index FOLDER` to rebuild") from None
+        if version < 1:
+            raise StoreError(
+                f"catalog {self.path} holds no index (no schema); run "
+                "`python -m pixtention index FOLDER` to build it"
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"catalog {self.path} has schema {version}, newer than this PixTention "
+                f"understands ({SCHEMA_VERSION}); update PixTention or use another --store"
+            )
+
+    def quick_check(self) -> str | None:
+        """None when SQLite's ``quick_check`` finds the file sound, else its first finding."""
+        rows = [r[0] for r in self.conn.execute("PRAGMA quick_check(5)")]
+        return None if rows == ["ok"] else "; ".join(str(r) for r in rows)[:300]
+
+    def meta_int(self, key: str, default: int = 0) -> int | None:
+        """An integer metadata value; None when the stored text is not one (damage)."""
+        text = self.get_meta(key, str(default))
+        try:
+            return int(text)
+        except ValueError:
+            return None
+
+    def _migrate(self) -> None:
+        version = self._schema_version()
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"catalog {self.path} has schema {version}, newer than this PixTention "
@@ -124,6 +277,9 @@ class Catalog:
                 for statement in MIGRATIONS[target]:
                     self.conn.execute(statement)
                 self.set_meta("schema_version", str(target))
+        if not self.get_meta("store_id"):  # tells readers a rebuilt catalog from the old one
+            with self.transaction():
+                self.set_meta("store_id", os.urandom(8).hex())
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -132,7 +288,9 @@ class Catalog:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite already rolled back after SQLITE_FULL, IOERR
+                with contextlib.suppress(sqlite3.Error):  # the first error is the one to tell
+                    self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 

@@ -6,9 +6,12 @@ clusters, then the adapters inside the best ``nprobe`` of them" is a single ``in
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -215,12 +218,41 @@ def cluster_text(fields: Mapping[str, str]) -> str:
     return " ".join(fields.get(k, "") for k in ("title", "kind", "tags", "folders", "triggers"))
 
 
-def file_digest(path: Path) -> str:
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_READ_FLAGS |= getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_regular(path: Path) -> int:
+    """A descriptor of the regular file at ``path``, never reached through a link.
+
+    Raises ``FileNotFoundError`` when it is absent and ``ValueError`` (with the reason) when
+    something else stands there (a link, a folder, a FIFO).
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError("it is a symbolic link, not followed") from None
+        raise ValueError(f"it cannot be opened ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError("it is a folder" if stat.S_ISDIR(mode) else "it is not a regular file")
+    return fd
+
+
+def _digest_of(handle) -> str:
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        h.update(block)
     return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    with os.fdopen(_open_regular(path), "rb") as handle:
+        return _digest_of(handle)
 
 
 def write_index(index: faiss.Index, path: Path) -> str:
@@ -228,7 +260,12 @@ def write_index(index: faiss.Index, path: Path) -> str:
     digests = []
 
     def write(tmp: str) -> None:
-        faiss.write_index(index, tmp)
+        try:
+            faiss.write_index(index, tmp)
+        except RuntimeError as exc:  # faiss reports a failed fwrite (disk full) this way
+            raise OSError(
+                errno.ENOSPC, f"faiss cannot write the vector file ({_last(exc)})"
+            ) from None
         digests.append(file_digest(Path(tmp)))
 
     atomic_write(path, write)
@@ -241,12 +278,48 @@ def verify_file(path: Path, digest: str) -> None:
         raise ValueError("its checksum does not match the catalog")
 
 
-def read_index(path: Path, expected_rows: int, expected_dim: int) -> faiss.Index:
-    """Read and check an index file; raises ``ValueError`` with the reason when it is unusable."""
-    try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise ValueError(f"faiss cannot read it ({str(exc).strip().splitlines()[-1]})") from None
+def max_index_bytes(rows: int, dim: int) -> int:
+    """A generous bound on an IVF-flat file of ``rows`` × ``dim`` vectors: centroids, codes, ids,
+    list sizes, direct map and headers. A bigger file is not parsed."""
+    return 4 * 1024 * 1024 + MAX_CLUSTERS * (dim * 4 + 64) + rows * (dim * 4 + 64)
+
+
+def _last(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[-1][:200] if lines else type(exc).__name__
+
+
+def read_index(
+    path: Path, expected_rows: int, expected_dim: int, digest: str | None = None
+) -> faiss.Index:
+    """Read and check an index file; raises ``ValueError`` with the reason when it is unusable
+    (``FileNotFoundError`` when it is absent).
+
+    Never through a link, never more bytes than such an index takes, the digest (when given)
+    checked before faiss parses a byte, and whatever faiss raises on a crafted file — including
+    ``MemoryError`` from sizes it believes — turned into that ``ValueError``.
+    """
+    with os.fdopen(_open_regular(path), "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if expected_rows < 0 or expected_dim < 0:
+            raise ValueError("the catalog's row count or dimension is negative")
+        if size > max_index_bytes(expected_rows, expected_dim):
+            raise ValueError(
+                f"it is {size} bytes, more than an index of {expected_rows}×{expected_dim} "
+                "vectors takes"
+            )
+        if digest is not None:
+            if not digest or _digest_of(handle) != digest:
+                raise ValueError("its checksum does not match the catalog")
+            handle.seek(0)
+        try:
+            if hasattr(faiss, "PyCallbackIOReader"):
+                index = faiss.read_index(faiss.PyCallbackIOReader(handle.read))
+            else:  # older faiss: parse from memory (still never by path)
+                data = np.frombuffer(handle.read(), dtype=np.uint8)
+                index = faiss.deserialize_index(data)
+        except (RuntimeError, MemoryError, ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"faiss cannot read it ({type(exc).__name__}: {_last(exc)})") from None
     if index.ntotal != expected_rows or index.d != expected_dim:
         raise ValueError(
             f"it holds {index.ntotal}×{index.d} vectors, the catalog expects "

@@ -19,22 +19,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixtention.curator.captioner import Captioner, CaptionerError, make_captioner
-from pixtention.curator.catalog import Catalog, is_corruption
+from pixtention.curator.catalog import (
+    Catalog,
+    CatalogCorrupt,
+    is_corruption,
+    is_disk_full,
+    is_read_only,
+)
 from pixtention.curator.documents import Document, build_document, document_digest
 from pixtention.curator.embedder import Embedder, make_embedder
 from pixtention.curator.precision import embed_bulk
 from pixtention.curator.progress import Cancel, Cancelled, ProgressCallback, Reporter
-from pixtention.curator.publish import Publisher
+from pixtention.curator.publish import Publisher, repair_snapshot_meta
 from pixtention.curator.records import AdapterRecord
 from pixtention.curator.scan import ScannedFile, scan_folder
 from pixtention.curator.serial import info_from_json, info_to_json, record_to_json
 from pixtention.curator.store import (
     CATALOG_NAME,
+    WRITE_ERRNOS,
     StoreError,
+    file_identity,
+    read_checked,
     resolve_store_dir,
     set_aside,
+    write_checked,
+    write_error,
     writer_lock,
 )
+from pixtention.library.confine import Skipped, library_roots, resolve_beside
+from pixtention.library.display import clean_text, terminal_safe
 from pixtention.library.errors import LibraryError
 from pixtention.library.info import AdapterInfo
 
@@ -45,6 +58,8 @@ if not log.handlers:  # the host (CLI, WebUI) decides where messages go
 READ_BATCH = 256
 EMBED_BATCH = 512
 CAPTION_BATCH = 32
+NAMES_SHOWN = 5  # file names quoted in a message about many files
+CAPTION_CHARS = 1000  # of a caption kept (a pluggable captioner's output is bounded here)
 
 
 @dataclass(frozen=True)
@@ -135,14 +150,37 @@ class _Run:
         self.counts = dict(new=0, changed=0, moved=0, removed=0, unchanged=0)
         self.captioned = self.embedded = 0
         self.cat: Catalog | None = None
+        self.skipped_links: list[str] = []  # sidecars/previews: links out of the library
 
     def _say(self, message: str) -> None:
         log.warning(message)
         self.messages.append(message)
 
+    def _open_catalog(self) -> Catalog:
+        """The catalog, checked once by ``quick_check`` when someone other than a writer of
+        this store changed it since (a garbage page must not pass for an index)."""
+        path = self.store / CATALOG_NAME
+        notes: list[str] = []
+        known = file_identity(path)
+        cat = Catalog(path, notes=notes)
+        for note in notes:
+            self._say(note)
+        try:
+            if known and known != read_checked(self.store):
+                problem = cat.quick_check()
+                if problem is not None:
+                    raise CatalogCorrupt(f"catalog is corrupt: quick_check found {problem}")
+            repaired = repair_snapshot_meta(cat, self.store)
+            if repaired:
+                self._say(repaired)
+        except BaseException:
+            cat.close()
+            raise
+        return cat
+
     def run(self) -> tuple[bool, int, int]:
         """Bring the catalog up to date; returns (published, n files, n clusters)."""
-        self.cat = cat = Catalog(self.store / CATALOG_NAME)
+        self.cat = cat = self._open_catalog()
         try:
             self.reporter.stage("scan", 1)
             scanned = scan_folder(self.root)
@@ -155,6 +193,7 @@ class _Run:
                     self._note_changes(len(removed))
                     cat.bump_version()
             self._read(to_read, removed)
+            self._say_skipped()
             if self.captioner is not None:
                 self._caption()
             self._embed()
@@ -179,7 +218,18 @@ class _Run:
         return to_read, removed
 
     def _note_changes(self, n: int) -> None:
-        self.cat.set_meta("changes_since_fit", int(self.cat.get_meta("changes_since_fit", "0")) + n)
+        self.cat.set_meta("changes_since_fit", (self.cat.meta_int("changes_since_fit") or 0) + n)
+
+    def _say_skipped(self) -> None:
+        """One line for every symbolic link beside an adapter that was not followed."""
+        links = self.skipped_links
+        if links:
+            shown = ", ".join(terminal_safe(name) for name in links[:NAMES_SHOWN])
+            more = f" and {len(links) - NAMES_SHOWN} more" if len(links) > NAMES_SHOWN else ""
+            self._say(
+                f"skipped {len(links)} sidecar or preview file(s) that are symbolic links out of "
+                f"the library folder (not followed): {shown}{more}"
+            )
 
     def _read(self, files: list[ScannedFile], removed: dict[str, str]) -> None:
         cat = self.cat
@@ -212,10 +262,22 @@ class _Run:
             reason = f"cannot read file: {exc.strerror or exc}"
             self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, None, reason)
             return 0
+        except Exception as exc:  # a reader bug must cost this file, not the whole run
+            detail = terminal_safe(str(exc).strip().splitlines()[0][:200] if str(exc) else "")
+            reason = f"internal error reading it ({type(exc).__name__}: {detail})"
+            log.warning("%s: %s", terminal_safe(f.path), reason)
+            self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, None, reason)
+            return 0
         fp = info.file.fingerprint
         caption = self.cat.caption_for(fp, cap_id) if cap_id else None
+        self.skipped_links.extend(info.metadata.skipped)
+        try:
+            columns = _adapter_columns(info, caption)
+        except ValueError as exc:  # a record over the JSON bound: a bug, kept out of the store
+            self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, None, f"not indexed: {exc}")
+            return 0
         self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, fp, None)
-        self.cat.put_adapter(f.path, _adapter_columns(info, caption))
+        self.cat.put_adapter(f.path, columns)
         if fp in gone:  # a path that vanished held the same file: counted as moved, not new
             self.counts["moved"] += 1
             self.counts["new"] -= 1
@@ -238,7 +300,11 @@ class _Run:
         self.reporter.stage("caption", len(pending))
         for start in range(0, len(pending), CAPTION_BATCH):
             batch = pending[start : start + CAPTION_BATCH]
-            texts = captioner.caption([preview for _, preview in batch])
+            try:
+                texts = self._caption_previews([preview for _, preview in batch])
+            except CaptionerError as exc:
+                self._say(f"captions off for this run: {exc}")
+                return
             with cat.transaction():
                 for (fp, _), text in zip(batch, texts):
                     cat.put_caption(fp, captioner.id, text)
@@ -249,6 +315,45 @@ class _Run:
                 cat.bump_version()
             self.captioned += sum(1 for t in texts if t)
             self.reporter.update(min(start + CAPTION_BATCH, len(pending)), len(pending))
+
+    def _caption_previews(self, previews: list[str]) -> list[str]:
+        """One caption per preview ("" for a preview that cannot be captioned: a link leading
+        out of the library, a decompression bomb, anything the captioner raises for it).
+
+        A failed batch is captioned again one preview at a time, so one bad preview costs only
+        its own caption; its empty caption is stored, so it is not retried on every run.
+        """
+        texts = [""] * len(previews)
+        usable: list[tuple[int, str]] = []
+        for i, preview in enumerate(previews):
+            try:
+                target = resolve_beside(preview, library_roots(preview, self.root))
+            except Skipped as skipped:
+                self._say(f"preview not captioned: {skipped}")
+                continue
+            if target is not None:
+                usable.append((i, target))
+        for (i, _), text in zip(usable, self._caption_each([t for _, t in usable])):
+            texts[i] = text
+        return texts
+
+    def _caption_each(self, paths: list[str]) -> list[str]:
+        if not paths:
+            return []
+        try:
+            texts = [clean_text(str(t)[:CAPTION_CHARS]) for t in self.captioner.caption(paths)]
+            return (texts + [""] * len(paths))[: len(paths)]
+        except CaptionerError:
+            raise
+        except Exception as exc:  # the captioner is pluggable; one image must not stop a run
+            if len(paths) > 1:
+                return [text for path in paths for text in self._caption_each([path])]
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            self._say(
+                f"preview {terminal_safe(os.path.basename(paths[0]))} not captioned "
+                f"({type(exc).__name__}: {terminal_safe(first)})"
+            )
+            return [""]
 
     def _embed(self) -> None:
         cat = self.cat
@@ -299,22 +404,22 @@ def index_folder(
     messages: list[str] = []
     the_embedder = make_embedder(embedder, device=device)
     the_captioner = make_captioner(captioner, device=device) if captions else None
-    with writer_lock(store, wait=wait, on_wait=lambda m: reporter.stage("waiting", 0, m)):
-        cancelled = False
-        for attempt in (1, 2):
-            run = _Run(root, store, the_embedder, the_captioner, reporter, messages)
-            try:
-                published, n_files, n_clusters = run.run()
-                break
-            except Cancelled as exc:
-                messages.append(str(exc))
-                cancelled, published, n_files, n_clusters = True, False, 0, 0
-                break
-            except sqlite3.DatabaseError as exc:
-                if attempt == 2 or not is_corruption(exc):
-                    raise
-                run._say(set_aside(store / CATALOG_NAME, str(exc)))
-        summary = _summary(store)
+    try:
+        with writer_lock(
+            store, wait=wait, on_wait=lambda m: reporter.stage("waiting", 0, m), notes=messages
+        ):
+            run, outcome = _run_with_rebuild(
+                root, store, the_embedder, the_captioner, reporter, messages
+            )
+            summary = _summary(store)
+            write_checked(store)
+    except sqlite3.OperationalError as exc:
+        raise _store_error(store, exc) from exc
+    except OSError as exc:
+        if exc.errno in WRITE_ERRNOS:
+            raise write_error(store, exc) from exc
+        raise
+    published, n_files, n_clusters, cancelled = outcome
     return IndexReport(
         folder=root,
         store=str(store),
@@ -332,12 +437,52 @@ def index_folder(
     )
 
 
+def _run_with_rebuild(
+    root: str,
+    store: Path,
+    embedder: Embedder,
+    captioner: Captioner | None,
+    reporter: Reporter,
+    messages: list[str],
+) -> tuple[_Run, tuple[bool, int, int, bool]]:
+    """One run; a corrupt catalog is set aside and the run made once more from scratch.
+    Returns the run and (published, n files, n clusters, cancelled)."""
+    for attempt in (1, 2):
+        run = _Run(root, store, embedder, captioner, reporter, messages)
+        try:
+            published, n_files, n_clusters = run.run()
+            return run, (published, n_files, n_clusters, False)
+        except Cancelled as exc:
+            messages.append(str(exc))
+            return run, (False, 0, 0, True)
+        except sqlite3.DatabaseError as exc:
+            if attempt == 2 or not is_corruption(exc):
+                raise
+            run._say(set_aside(store / CATALOG_NAME, str(exc)))
+    raise AssertionError("unreachable")
+
+
+def _store_error(store: Path, exc: sqlite3.OperationalError) -> StoreError:
+    """One line for SQLite refusing to write: disk full, read-only, or another failure."""
+    if is_disk_full(exc):
+        return StoreError(
+            f"cannot write the store {store}: {exc} (disk full?); the index keeps its last "
+            "good state — free some space and index again"
+        )
+    if is_read_only(exc):
+        return StoreError(
+            f"cannot write the store {store}: {exc} (read-only or not yours?); the index is "
+            "unchanged — fix the permissions or choose another store folder"
+        )
+    return StoreError(f"cannot write the store {store}: {exc}; the index keeps its last state")
+
+
 def _summary(store: Path) -> dict:
     cat = Catalog(store / CATALOG_NAME)
     try:
         return {
             "files": cat.count("files"),
-            "adapters": int(cat.get_meta("snapshot_rows", "0") or 0),
+            "adapters": cat.meta_int("snapshot_rows") or 0,
             "problems": tuple(cat.problems()),
         }
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pixtention.curator.catalog import Catalog, encode_path
 from pixtention.curator.documents import Document, build_document, document_digest
-from pixtention.curator.store import CATALOG_NAME
+from pixtention.curator.store import CATALOG_NAME, StoreError
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class _StoreView:
         self.cat: Catalog | None = None
         if store is not None and (store / CATALOG_NAME).is_file():
             try:
-                self.cat = Catalog(store / CATALOG_NAME, create=False)
-            except sqlite3.DatabaseError:
+                self.cat = Catalog(store / CATALOG_NAME, readonly=True)
+            except (sqlite3.DatabaseError, StoreError):
                 self.cat = None  # `index` sets a damaged catalog aside; `show` only reads
 
     def root(self) -> str | None:

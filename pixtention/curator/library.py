@@ -11,6 +11,8 @@ import dataclasses
 import logging
 import os
 import sqlite3
+import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,13 +20,20 @@ import faiss
 import numpy as np
 
 from pixtention.curator import clusters as clustering
-from pixtention.curator.catalog import Catalog, is_corruption
+from pixtention.curator.catalog import Catalog, check_for_reader, is_corruption
 from pixtention.curator.documents import document_digest
 from pixtention.curator.embedder import Embedder, EmbedderError, make_embedder
 from pixtention.curator.precision import autocast_cpu, native_dtype
 from pixtention.curator.records import AdapterRecord
 from pixtention.curator.serial import record_from_json
-from pixtention.curator.store import CATALOG_NAME, StoreError, resolve_store_dir
+from pixtention.curator.store import (
+    CATALOG_NAME,
+    StoreError,
+    file_identity,
+    is_vectors_name,
+    resolve_store_dir,
+    vectors_path,
+)
 
 log = logging.getLogger("pixtention.curator")
 if not log.handlers:  # the host (CLI, WebUI) decides where messages go
@@ -54,6 +63,7 @@ class Library:
         self.messages = tuple(messages)
         self._vectors: np.ndarray | None = None
         self._by_key: dict[str, AdapterRecord] | None = None
+        self._state: tuple | None = None  # the store snapshot it was opened from, if any
 
     @classmethod
     def from_records(
@@ -168,6 +178,16 @@ class Library:
         return self._by_key.get(name_or_hash.strip().lower())
 
 
+def _meta_number(meta: dict[str, str], key: str, path: Path) -> int:
+    try:
+        return int(meta.get(key, "0") or 0)
+    except ValueError:
+        raise StoreError(
+            f"catalog {path} is damaged (its {key} is {meta[key][:40]!r}); run "
+            "`python -m pixtention index FOLDER` to repair it"
+        ) from None
+
+
 def _load_vectors(
     store: Path,
     cat: Catalog,
@@ -182,11 +202,10 @@ def _load_vectors(
     caller reads the catalog again); otherwise the catalog's vectors and cluster assignments
     rebuild exactly the same snapshot.
     """
-    name, dim = meta["vectors_file"], int(meta["dim"])
-    path = store / name
+    path = vectors_path(store, meta["vectors_file"])
+    dim = _meta_number(meta, "dim", cat.path)
     try:
-        clustering.verify_file(path, meta["vectors_digest"])
-        return clustering.read_index(path, len(records), dim), []
+        return clustering.read_index(path, len(records), dim, meta.get("vectors_digest", "")), []
     except FileNotFoundError:
         if may_retry:
             raise
@@ -195,6 +214,9 @@ def _load_vectors(
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         message = f"vector file {path} is unusable ({reason}); using vectors from the catalog"
     log.warning(message)
+    damaged = f"{message}, but the catalog is damaged: run the indexer again"
+    if not 0 < dim <= 65536 or any(not 0 <= r.cluster < max(n_labels, 1) for r in records):
+        raise StoreError(damaged)
     blobs = []
     for r in records:
         row = cat.conn.execute(
@@ -203,8 +225,12 @@ def _load_vectors(
         ).fetchone()
         if row is None:
             raise StoreError(f"{message}, but some are missing: run the indexer again")
+        if not isinstance(row[0], bytes) or len(row[0]) != dim * 4:
+            raise StoreError(damaged)
         blobs.append(row[0])
     vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(records), dim)
+    if not np.isfinite(vectors).all():
+        raise StoreError(damaged)
     assignment = np.array([r.cluster for r in records])
     centroids = np.zeros((max(n_labels, 1), dim), np.float32)
     np.add.at(centroids, assignment, vectors)
@@ -214,29 +240,87 @@ def _load_vectors(
     return clustering.build_index(vectors, centroids), [message]
 
 
+# Libraries already open, per store and embedder, while someone holds them: fifty concurrent
+# first requests (a WebUI starting, a status poll after every index run) open the store once.
+_OPEN: weakref.WeakValueDictionary[tuple, Library] = weakref.WeakValueDictionary()
+_OPEN_LOCKS: dict[tuple, threading.Lock] = {}
+_OPEN_GUARD = threading.Lock()
+_STATE_KEYS = ("store_id", "generation", "vectors_file", "vectors_digest", "snapshot_rows")
+
+
+def _snapshot_state(path: Path, meta: dict[str, str]) -> tuple:
+    """What identifies a published snapshot: the catalog file, its snapshot metadata and the
+    vector file as it is on disk (a damaged or replaced file is read again)."""
+    info = os.stat(path)
+    name = meta.get("vectors_file", "")
+    vectors = file_identity(path.parent / name) if is_vectors_name(name) else ""
+    return (info.st_dev, info.st_ino, vectors, *(meta.get(key, "") for key in _STATE_KEYS))
+
+
+def _current_state(path: Path) -> tuple | None:
+    """The snapshot state now (one small read-only query), or None if it cannot be read."""
+    try:
+        cat = Catalog(path, readonly=True)
+    except (StoreError, sqlite3.Error, OSError):
+        return None
+    try:
+        marks = ",".join("?" * len(_STATE_KEYS))
+        meta = dict(cat.conn.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})",
+                                     _STATE_KEYS))  # fmt: skip
+        return _snapshot_state(path, meta)
+    except (sqlite3.Error, OSError):
+        return None
+    finally:
+        cat.close()
+
+
+def _embedder_key(embedder: Embedder | str | None) -> tuple:
+    if embedder is None or isinstance(embedder, str):
+        return ("id", embedder)
+    return ("object", id(embedder))  # the cached library holds it, so the id stays its own
+
+
 def open_library(
     store_dir: str | os.PathLike[str] | None = None, *, embedder: Embedder | str | None = None
 ) -> Library:
-    """Open the last published snapshot of a store (no lock; safe while an indexer runs)."""
+    """Open the last published snapshot of a store (no lock; safe while an indexer runs).
+
+    Never writes the store. Concurrent and repeated calls for a snapshot that has not changed
+    share one :class:`Library` (opened once, kept while anyone holds it).
+    """
     store = resolve_store_dir(store_dir)
+    key = (os.path.realpath(store), _embedder_key(embedder))
+    with _OPEN_GUARD:
+        lock = _OPEN_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        cached = _OPEN.get(key)
+        unchanged = cached is not None and cached._state is not None
+        if unchanged and _current_state(store / CATALOG_NAME) == cached._state:
+            return cached
+        library = _open_uncached(store, embedder)
+        if library._state is not None:
+            _OPEN[key] = library
+        return library
+
+
+def _open_uncached(store: Path, embedder: Embedder | str | None) -> Library:
     path = store / CATALOG_NAME
-    if not path.exists():
-        raise StoreError(f"no index at {store}: run `python -m pixtention index FOLDER` first")
+    check_for_reader(path)
     the_embedder = None if embedder is None else make_embedder(embedder)
     for attempt in (1, 2):
         try:
-            cat = Catalog(path)
+            cat = Catalog(path, readonly=True)
             try:
                 with cat.reading() as conn:
                     meta = dict(conn.execute("SELECT key, value FROM meta"))
+                    state = _snapshot_state(path, meta)
                     labels = [label for _, label, _ in cat.read_clusters()]
-                    records = [
-                        record_from_json(text, id=row, cluster=c, cluster_label=labels[c])
-                        for row, c, text in cat.read_snapshot()
-                    ]
+                    records = _snapshot_records(cat, labels)
                     if not records or not meta.get("vectors_file"):
-                        return Library((), None, [], meta.get("snapshot_embedder", ""),
-                                       the_embedder, store=store)  # fmt: skip
+                        library = Library((), None, [], meta.get("snapshot_embedder", ""),
+                                          the_embedder, store=store)  # fmt: skip
+                        library._state = state
+                        return library
                     try:
                         index, messages = _load_vectors(
                             store, cat, meta, records, len(labels), attempt == 1
@@ -251,14 +335,35 @@ def open_library(
                     f"catalog {path} is corrupt ({exc}); run `python -m pixtention index FOLDER`"
                     " to set it aside and rebuild"
                 ) from exc
-            raise
-        return Library(
+            raise StoreError(f"cannot read the catalog {path}: {exc}") from exc
+        library = Library(
             records,
             index,
             labels,
-            meta["snapshot_embedder"],
+            meta.get("snapshot_embedder", ""),
             the_embedder,
             store=store,
             messages=messages,
         )
+        library._state = state
+        return library
     raise StoreError(f"the index at {store} keeps changing under the reader; try again")
+
+
+def _snapshot_records(cat: Catalog, labels: list[str]) -> list[AdapterRecord]:
+    """The published rows; a row naming a cluster that does not exist is damage, said so."""
+    records = []
+    for row, c, text in cat.read_snapshot():
+        if not 0 <= c < len(labels):
+            raise StoreError(
+                f"catalog {cat.path} is damaged (row {row} names cluster {c}); run "
+                "`python -m pixtention index FOLDER` to repair it"
+            )
+        try:
+            records.append(record_from_json(text, id=row, cluster=c, cluster_label=labels[c]))
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise StoreError(
+                f"catalog {cat.path} is damaged (row {row}: {type(exc).__name__}); run "
+                "`python -m pixtention index FOLDER` to repair it"
+            ) from None
+    return records

@@ -12,6 +12,7 @@ killed before the commit leaves an orphan file that the next run deletes.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,56 @@ import numpy as np
 from pixtention.curator import clusters as clustering
 from pixtention.curator.catalog import Catalog
 from pixtention.curator.progress import Reporter
-from pixtention.curator.store import remove_stale_files, set_aside, vectors_name
+from pixtention.curator.store import (
+    VECTORS_PREFIX,
+    is_vectors_name,
+    remove_stale_files,
+    set_aside,
+    vectors_name,
+)
+
+# Integer metadata the publisher reads; damage to any of them means "publish afresh".
+INT_META = (
+    "generation",
+    "catalog_version",
+    "snapshot_rows",
+    "dim",
+    "n_at_fit",
+    "k_at_fit",
+    "changes_since_fit",
+)
 
 
 def stat_key(path: Path) -> str:
-    st = path.stat()
+    st = os.lstat(path)  # the file itself: a link standing there is not the snapshot
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def repair_snapshot_meta(cat: Catalog, store: Path) -> str | None:
+    """Reset damaged snapshot metadata (garbage numbers, a vector file name that is not one the
+    store makes) so that the next publish starts afresh; returns the message, or None."""
+    bad = [key for key in INT_META if cat.meta_int(key) is None]
+    name = cat.get_meta("vectors_file")
+    if name and not is_vectors_name(name):
+        bad.append("vectors_file")
+    if not bad:
+        return None
+    shown = ", ".join(f"{key}={cat.get_meta(key)[:40]!r}" for key in bad)
+    taken = [
+        int(entry.name[len(VECTORS_PREFIX) :].split(".")[0])
+        for entry in store.iterdir()
+        if is_vectors_name(entry.name)
+    ]
+    with cat.transaction():
+        for key in INT_META:
+            if cat.meta_int(key) is None:
+                cat.set_meta(key, 0)
+        cat.set_meta("generation", max([cat.meta_int("generation") or 0, *taken]))
+        for key in ("vectors_file", "vectors_digest", "vectors_stat", "snapshot_version"):
+            cat.set_meta(key, "")
+        cat.set_meta("n_at_fit", 0)  # re-cluster: the last fit cannot be trusted either
+        cat.bump_version()
+    return f"catalog metadata was damaged ({shown}); publishing the snapshot afresh"
 
 
 @dataclass(frozen=True)
@@ -99,15 +144,21 @@ class Publisher:
         name = cat.get_meta("vectors_file")
         if not name:
             return True
+        if not is_vectors_name(name):
+            return False  # repair_snapshot_meta said so; publish afresh
         path = self.store / name
         try:
-            if stat_key(path) != cat.get_meta("vectors_stat"):  # unchanged files: no re-hash
-                clustering.verify_file(path, cat.get_meta("vectors_digest"))
+            if stat_key(path) != cat.get_meta("vectors_stat"):  # unchanged files: no re-read
+                rows, dim = cat.meta_int("snapshot_rows") or 0, cat.meta_int("dim") or 0
+                clustering.read_index(path, rows, dim, cat.get_meta("vectors_digest"))
         except FileNotFoundError:
             self.say(f"vector file {name} is missing; rebuilding it")
             return False
         except ValueError as exc:
             self.say(set_aside(path, str(exc)))
+            return False
+        except OSError as exc:
+            self.say(f"vector file {name} is unreadable ({exc.strerror or exc}); rebuilding it")
             return False
         return True
 
@@ -115,22 +166,23 @@ class Publisher:
         """The last snapshot's index when its clusters still hold, else None (re-cluster)."""
         cat = self.cat
         name = cat.get_meta("vectors_file")
-        if not name or cat.get_meta("fit_embedder") != self.embedder_id:
+        if not is_vectors_name(name) or cat.get_meta("fit_embedder") != self.embedder_id:
             return None
         if cat.get_meta("snapshot_embedder") != self.embedder_id:
             return None
         n_now = cat.count("adapters")
-        n_fit = int(cat.get_meta("n_at_fit", "0"))
-        k_fit = int(cat.get_meta("k_at_fit", "0"))
-        changes = int(cat.get_meta("changes_since_fit", "0"))
+        n_fit = cat.meta_int("n_at_fit") or 0
+        k_fit = cat.meta_int("k_at_fit") or 0
+        changes = cat.meta_int("changes_since_fit") or 0
         if clustering.needs_refit(n_now, n_fit, changes, k_fit):
             return None
         path = self.store / name
         try:
+            digest = None  # an unchanged file is not hashed again (the refresh stays cheap)
             if stat_key(path) != cat.get_meta("vectors_stat"):
-                clustering.verify_file(path, cat.get_meta("vectors_digest"))
+                digest = cat.get_meta("vectors_digest")
             return clustering.read_index(
-                path, int(cat.get_meta("snapshot_rows", "0")), int(cat.get_meta("dim", "0"))
+                path, cat.meta_int("snapshot_rows") or 0, cat.meta_int("dim") or 0, digest
             )
         except (ValueError, OSError) as exc:
             self.say(f"previous vector file {name} is unusable ({exc}); re-clustering")
@@ -198,7 +250,7 @@ class Publisher:
         return k
 
     def _write(self, index: faiss.Index) -> tuple[str, str]:
-        name = vectors_name(int(self.cat.get_meta("generation", "0")) + 1)
+        name = vectors_name((self.cat.meta_int("generation") or 0) + 1)
         return name, clustering.write_index(index, self.store / name)
 
     def _commit(self, name: str, digest: str, rows: int, dim: int, refit_k: int | None) -> None:
@@ -206,7 +258,7 @@ class Publisher:
         cat = self.cat
         cat.drop_orphan_embeddings()
         for key, value in (
-            ("generation", int(cat.get_meta("generation", "0")) + 1),
+            ("generation", (cat.meta_int("generation") or 0) + 1),
             ("vectors_file", name),
             ("vectors_digest", digest),
             ("vectors_stat", stat_key(self.store / name) if name else ""),

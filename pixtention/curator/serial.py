@@ -2,6 +2,11 @@
 
 The slim info drops the tensor table and the raw header metadata (tens of KB per file, and
 re-readable from the file), keeping what documents, ``show`` and the selector use.
+
+JSON is stored as UTF-8 text (not ``\\uXXXX``-escaped ASCII, which takes up to 6× the room for
+non-Latin titles); only lone surrogates — bytes of file names that are not UTF-8 — are escaped,
+which keeps them lossless. A document over :data:`MAX_JSON_CHARS` is refused: the library layer
+bounds every field, so only a bug could produce one, and it must not reach the catalog.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from typing import Any
 
 from pixtention.curator.records import AdapterRecord
@@ -20,6 +26,17 @@ from pixtention.library.info import (
     Hashes,
     Layout,
 )
+
+MAX_JSON_CHARS = 256 * 1024  # one adapter's info or record; real ones are a few KB
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON in UTF-8 text, lone surrogates escaped (see the module docstring)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"{len(text)} characters of JSON for one adapter, over the bound")
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 @functools.cache
@@ -55,7 +72,7 @@ def info_to_json(info: AdapterInfo) -> str:
         "hashes": _flat(info.hashes) if info.hashes else None,
         "warnings": list(info.warnings),
     }
-    return json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    return dumps(data)
 
 
 def info_from_json(text: str) -> AdapterInfo:
@@ -74,7 +91,7 @@ def info_from_json(text: str) -> AdapterInfo:
 
 
 def record_to_json(record: AdapterRecord) -> str:
-    return json.dumps(_flat(record), ensure_ascii=True, separators=(",", ":"))
+    return dumps(_flat(record))
 
 
 def record_from_json(text: str, **override: Any) -> AdapterRecord:

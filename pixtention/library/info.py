@@ -80,6 +80,7 @@ class AdapterMetadata:
     has_embedded_preview: bool = False
     sources: tuple[str, ...] = ()  # which sources contributed ("name.json", "ss_*", …)
     warnings: tuple[str, ...] = ()  # bounded/malformed sidecars and the like
+    skipped: tuple[str, ...] = ()  # names of sidecars/previews: links out of the library folder
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import os
 from collections import Counter
 
 from pixtention.library.base_model import detect_base_model
+from pixtention.library.display import terminal_safe
 from pixtention.library.errors import LibraryError
 from pixtention.library.hashes import file_hashes
 from pixtention.library.info import AdapterFile, AdapterInfo, Layout
@@ -20,6 +21,13 @@ from pixtention.library.metadata import read_metadata
 from pixtention.library.safetensors_file import open_safetensors, read_header
 
 _PASSTHROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
+WARNING_CHARS = 500  # a warning quoting tensor names or file names is cut here
+
+
+def display_line(text: str, limit: int = WARNING_CHARS) -> str:
+    """One terminal-safe line of at most ``limit`` characters (header text may be anything)."""
+    safe = terminal_safe(text[: limit * 2])
+    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
 
 
 def read_alpha(file: AdapterFile) -> tuple[float | None, str | None]:
@@ -81,11 +89,14 @@ def read_adapter(
     metadata, hints = read_metadata(file.path, file.metadata, root)
     base_model, base_warnings = detect_base_model(file.tensors, hints)
     hashes = file_hashes(file.path, file.metadata) if with_hashes else None
+    base_model = dataclasses.replace(base_model, evidence=display_line(base_model.evidence))
     return AdapterInfo(
         file=file,
         layout=layout,
         base_model=base_model,
         metadata=metadata,
         hashes=hashes,
-        warnings=tuple(list(metadata.warnings) + warnings + list(base_warnings)),
+        warnings=tuple(
+            display_line(w) for w in list(metadata.warnings) + warnings + list(base_warnings)
+        ),
     )
