@@ -7,30 +7,24 @@ dataclasses. Every unusable file raises ``LibraryError`` whose ``str()`` is one 
 
 from __future__ import annotations
 
-from pixtention.library.errors import LibraryError
-from pixtention.library.hashes import file_hashes
-from pixtention.library.info import (
-    AdapterFile,
-    AdapterInfo,
-    AdapterMetadata,
-    BaseModel,
-    Hashes,
-    Layout,
-    TensorInfo,
-)
-from pixtention.library.read import read_adapter
-from pixtention.library.safetensors_file import read_header
+from pixtention.lazy import lazy_exports
 
-__all__ = [
-    "AdapterFile",
-    "AdapterInfo",
-    "AdapterMetadata",
-    "BaseModel",
-    "Hashes",
-    "Layout",
-    "LibraryError",
-    "TensorInfo",
-    "file_hashes",
-    "read_adapter",
-    "read_header",
-]
+# Lazy, so that importing one light module of the package (``display``, ``errors``) does not
+# pull in safetensors and the readers (the CLI builds its parser without them).
+_EXPORTS = {
+    "LibraryError": "pixtention.library.errors",
+    "file_hashes": "pixtention.library.hashes",
+    "AdapterFile": "pixtention.library.info",
+    "AdapterInfo": "pixtention.library.info",
+    "AdapterMetadata": "pixtention.library.info",
+    "BaseModel": "pixtention.library.info",
+    "Hashes": "pixtention.library.info",
+    "Layout": "pixtention.library.info",
+    "TensorInfo": "pixtention.library.info",
+    "read_adapter": "pixtention.library.read",
+    "read_header": "pixtention.library.safetensors_file",
+}
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)
