@@ -8,6 +8,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -77,16 +78,24 @@ def load_script():
     return module
 
 
-def write_tiny_library(folder: Path, seed: int = 0) -> list[Path]:
-    """Kohya LoRA files (with sidecars) shaped for ``tests.rig.unet.tiny_unet()``."""
+def write_tiny_library(
+    folder: Path,
+    seed: int = 0,
+    *,
+    model_channels: int = 32,
+    context_dim: int = 32,
+    themes: tuple[tuple[Any, ...], ...] = THEMES,
+) -> list[Path]:
+    """Kohya LoRA files (with ``.json`` sidecars) of ``themes``, shaped for an SD1-layout UNet
+    of ``model_channels``/``context_dim`` (default: ``tests.rig.unet.tiny_unet()``)."""
     from safetensors.torch import save_file
 
     from pixtention.library.sample import kohya_stem, make_tensors, sd15_unet_modules
 
-    modules = sd15_unet_modules(model_channels=32, context_dim=32)
+    modules = sd15_unet_modules(model_channels=model_channels, context_dim=context_dim)
     generator = torch.Generator().manual_seed(seed)
     paths = []
-    for name, sub, description, trigger, tags, block in THEMES:
+    for name, sub, description, trigger, tags, block in themes:
         targets = {
             kohya_stem(m): shape
             for m, shape in modules.items()

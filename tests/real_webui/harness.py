@@ -266,46 +266,16 @@ def write_library(
 ) -> list[str]:
     """The themed LoRA files of ``tests.webui_support.THEMES`` and ``PROBE`` (with ``.json``
     sidecars), shaped for a UNet of ``model_channels``/``context_dim``; returns their names."""
-    import torch
-    from safetensors.torch import save_file
+    from tests.webui_support import THEMES, write_tiny_library
 
-    from pixtention.library.sample import kohya_stem, make_tensors, sd15_unet_modules
-    from tests.webui_support import THEMES
-
-    modules = sd15_unet_modules(model_channels=model_channels, context_dim=context_dim)
-    generator = torch.Generator().manual_seed(seed)
-    names = []
-    for name, sub, description, trigger, tags, block in (*THEMES, PROBE):
-        targets = {
-            kohya_stem(m): shape
-            for m, shape in modules.items()
-            if m.startswith(block) and (".attn" in m or m.endswith(("proj_in", "proj_out")))
-        }
-        tensors = make_tensors(
-            "lora", targets, rank=2, alpha=2.0, generator=generator, dtype=torch.float32
-        )
-        tensors = {k: v * 4 if "lora_up" in k else v for k, v in tensors.items()}
-        directory = folder / sub
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.safetensors"
-        metadata = {
-            "ss_output_name": name,
-            "ss_network_module": "networks.lora",
-            "ss_network_dim": "2",
-            "ss_network_alpha": "2.0",
-            "ss_base_model_version": "sd_v1",
-            "ss_tag_frequency": json.dumps({f"10_{name}": tags}),
-        }
-        save_file(tensors, str(path), metadata=metadata)
-        user = {
-            "description": description,
-            "activation text": trigger,
-            "preferred weight": 0.8,
-            "sd version": "SD1",
-        }
-        path.with_suffix(".json").write_text(json.dumps(user), encoding="utf-8")
-        names.append(name)
-    return names
+    paths = write_tiny_library(
+        folder,
+        seed,
+        model_channels=model_channels,
+        context_dim=context_dim,
+        themes=(*THEMES, PROBE),
+    )
+    return [path.stem for path in paths]
 
 
 # -- the WebUI ----------------------------------------------------------------------------------
