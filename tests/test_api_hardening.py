@@ -189,3 +189,62 @@ def test_metadata_weights_are_clamped_and_say_so(preferred, expected):
     weight, source = choose_weight(preferred, "civitai")
     assert weight == expected
     assert ("clamped" in source) == (expected != preferred)
+
+
+def test_retrieval_reads_a_bounded_prefix_of_a_huge_prompt(tiny_library):  # noqa: F811
+    from pixtention.webui.service import MAX_QUERY_CHARS, Core
+
+    default = Core.default()
+    seen = []
+
+    def recording_select(prompt, library, **kwargs):
+        seen.append(len(prompt))
+        return default.select(prompt, library, **kwargs)
+
+    core = Core(
+        index_folder=default.index_folder,
+        open_library=default.open_library,
+        select=recording_select,
+    )
+    service = LibraryService(*tiny_library, core=core, captions=False)
+    picks = service.suggest("a tabby cat, " + "word " * 200_000, parse_args([{"k": 1}]))
+    assert seen == [MAX_QUERY_CHARS] and [p.name for p in picks] == ["tabbycat"]
+
+
+def test_status_answers_while_suggestions_wait_for_the_selector(tiny_library):  # noqa: F811
+    from pixtention.webui.service import Core
+
+    default = Core.default()
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    def blocked_select(prompt, library, **kwargs):
+        entered.release()
+        release.wait(60)
+        return []
+
+    core = Core(
+        index_folder=default.index_folder, open_library=default.open_library, select=blocked_select
+    )
+    client = _client(LibraryService(*tiny_library, core=core, captions=False))
+    workers = [
+        threading.Thread(
+            target=client.post, args=(f"{URL}/suggest",), kwargs={"json": {"prompt": "a cat"}}
+        )
+        for _ in range(60)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        assert entered.acquire(timeout=60)  # suggestions are inside the selector, blocked
+        answers = []
+        status = threading.Thread(
+            target=lambda: answers.append(client.get(f"{URL}/status").json()["state"])
+        )
+        status.start()
+        status.join(20)  # with suggest on the shared pool, status waits for the selector
+        assert answers == ["ready"]
+    finally:
+        release.set()
+        for worker in workers:
+            worker.join(60)
