@@ -13,7 +13,10 @@
 set -euo pipefail
 name=${1:?usage: .ci/webui.sh a1111|forge}
 here=$(cd "$(dirname "$0")" && pwd)
+# The snapshots: $PIXTENTION_WEBUIS, else ../shared/webuis beside the checkout, else the
+# workplace's shared folder (a clean checkout for CI may live elsewhere).
 shared=${PIXTENTION_WEBUIS:-$(cd "$here/../.." && pwd)/shared/webuis}
+[[ -n ${PIXTENTION_WEBUIS:-} || -d $shared ]] || shared=/work/shared/webuis
 root=${PIXTENTION_WEBUI_CACHE:-$HOME/.cache/pixtention/webuis}/$name
 
 case $name in
