@@ -7,6 +7,7 @@ against an independent reference and compared side by side in ``bench/selector.p
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -125,8 +126,10 @@ def cosine(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """
     if len(vectors) == 0 or len(queries) == 0:
         return np.zeros((len(queries), len(vectors)), dtype=np.float32)
-    import torch
-
+    torch = sys.modules.get("torch")
+    if torch is None:  # a process that never loaded torch (the CLI): numpy is the only pool
+        q32 = np.ascontiguousarray(queries, dtype=np.float32)
+        return q32 @ np.ascontiguousarray(vectors, dtype=np.float32).T
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
     v = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
     return (q @ v.T).numpy()

@@ -11,6 +11,7 @@ changes nothing for the caller or the WebUI's sampler.
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +25,20 @@ _local = threading.local()
 
 
 def _init_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
     _local.is_query_thread = True
+    _one_torch_thread()
+
+
+def _one_torch_thread() -> None:
+    """One torch thread here, once torch is loaded (the CLI's numpy queries never load it)."""
+    if not getattr(_local, "torch_set", False) and (torch := sys.modules.get("torch")):
+        torch.set_num_threads(1)
+        _local.torch_set = True
+
+
+def _on_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+    _one_torch_thread()
+    return fn(*args, **kwargs)
 
 
 def on_query_thread(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -40,7 +51,7 @@ def on_query_thread(fn: Callable[..., T], *args, **kwargs) -> T:
             _executor = ThreadPoolExecutor(
                 1, thread_name_prefix="pixtention-query", initializer=_init_thread
             )
-    return _executor.submit(fn, *args, **kwargs).result()
+    return _executor.submit(_on_thread, fn, *args, **kwargs).result()
 
 
 def query_thread(fn: Callable[..., T]) -> Callable[..., T]:
