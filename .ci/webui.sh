@@ -13,10 +13,15 @@
 set -euo pipefail
 name=${1:?usage: .ci/webui.sh a1111|forge}
 here=$(cd "$(dirname "$0")" && pwd)
-# The snapshots: $PIXTENTION_WEBUIS, else ../shared/webuis beside the checkout, else the
-# workplace's shared folder (a clean checkout for CI may live elsewhere).
-shared=${PIXTENTION_WEBUIS:-$(cd "$here/../.." && pwd)/shared/webuis}
-[[ -n ${PIXTENTION_WEBUIS:-} || -d $shared ]] || shared=/work/shared/webuis
+# The snapshots: $PIXTENTION_WEBUIS, else the nearest shared/webuis beside the checkout or
+# beside one of its parent folders (../shared/webuis in the usual layout).
+shared=${PIXTENTION_WEBUIS:-}
+if [[ -z $shared ]]; then
+  dir=$(cd "$here/.." && pwd)
+  while [[ $dir != / && ! -d $dir/../shared/webuis ]]; do dir=$(dirname "$dir"); done
+  shared=$(cd "$dir/.." && pwd)/shared/webuis
+  [[ -d $shared ]] || { echo "webui.sh: no shared/webuis beside the checkout or its parents; set PIXTENTION_WEBUIS" >&2; exit 1; }
+fi
 root=${PIXTENTION_WEBUI_CACHE:-$HOME/.cache/pixtention/webuis}/$name
 
 case $name in
