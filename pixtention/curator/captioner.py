@@ -135,7 +135,10 @@ class TransformersCaptioner:
                 local = self._local_only()
                 from transformers import AutoConfig
 
-                kw = {"local_files_only": True} if local else {}
+                # the folder in_hub_cache looked in: transformers 4.30 ignores HF_HUB_CACHE
+                kw: dict = {"cache_dir": hub_cache_dir()}
+                if local:
+                    kw["local_files_only"] = True
                 model_type = AutoConfig.from_pretrained(self.id, **kw).model_type
                 if model_type == "blip":
                     from transformers import BlipForConditionalGeneration, BlipProcessor
