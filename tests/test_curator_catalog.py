@@ -84,7 +84,7 @@ def test_schema_1_catalog_is_migrated_in_place(tmp_path):
     conn.close()
     cat = Catalog(path)
     try:
-        assert cat.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        assert cat.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
         assert cat.read_snapshot() == [(0, 0, "{}")]
         assert cat.count("snapshot", "WHERE path IS NULL") == 1
         assert cat.stale_snapshot_rows("any") == [0]  # such rows are replaced on next publish

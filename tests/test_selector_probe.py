@@ -128,10 +128,10 @@ def test_scores_do_not_depend_on_how_many_candidates_are_scored() -> None:
 
     module = importlib.import_module("pixtention.selector.select")
     library = _library(400)
-    bm25 = module.lexical_index(library)
+    index, scoring = module.lexical_index(library), module.DEFAULT_SCORING
     parsed = module.parse_prompt("a knight in armor, neon city, watercolor dragon")
-    query = module.embed_query(parsed, library, bm25, module.DEFAULT_SCORING)
-    lexical = bm25.scores(query.text)
+    query = module.embed_query(parsed, library, index, scoring)
+    lexical = index.scores(query.terms, scoring.column_weights, scoring.prior_docs, 1024)
     many = np.arange(300)  # more than half the library: the whole-library product
     few = many[::7]  # the copied rows
     a = module._score(query, library, many, lexical, module.DEFAULT_SCORING)

@@ -60,6 +60,7 @@ def info_to_json(info) -> dict[str, Any]:
             "tensors": len(info.file.tensors),
         },
         "kind": layout.kind,
+        "concept_kind": concept_kind(info),
         "rank": layout.rank,
         "alpha": layout.alpha,
         "base_model": dataclasses.asdict(info.base_model),
@@ -74,6 +75,21 @@ def info_to_json(info) -> dict[str, Any]:
         "hashes": dataclasses.asdict(info.hashes) if info.hashes else None,
         "warnings": list(info.warnings),
     }
+
+
+def concept_kind(info) -> str:
+    """What the adapter is about (character, style …), read as the indexer reads it."""
+    from pixtention.curator.documents import build_document
+    from pixtention.curator.kinds import classify
+
+    doc, meta = build_document(info), info.metadata
+    return classify(
+        doc.fields.get("title", meta.title),
+        meta.tags,
+        name=meta.name,
+        category=doc.kind,
+        description=doc.fields.get("description", ""),
+    )
 
 
 def _base_text(base) -> str:
@@ -94,6 +110,7 @@ def _show_lines(info) -> list[str]:
             f"{len(layout.unrecognised)} unrecognised",
         ),
         ("category", meta.category or ""),
+        ("about", f"{concept_kind(info)} (what the selector binds by)"),
         ("triggers", ", ".join(meta.triggers)),
         (
             "weight",

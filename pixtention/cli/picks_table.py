@@ -54,13 +54,25 @@ def pick_rows(picks: Sequence[Any]) -> list[str]:
 
 
 def evidence_lines(picks: Sequence[Any]) -> list[str]:
-    """Why each pick was made: the document fields that share words with the prompt."""
+    """Why each pick was made: its kind, the document fields that share words with the
+    prompt, and the next ranked adapters for its phrase."""
     lines: list[str] = []
     for p in picks:
         matched = "; ".join(f"{m.field}: {', '.join(m.terms)}" for m in p.evidence.matched)
-        if matched:
+        about = f"{p.concept_kind}{', whole image' if p.scope == 'prompt' else ''}"
+        others = ", ".join(f"{a.name} {a.score:.2f}" for a in p.alternates)
+        said = "; ".join(
+            part
+            for part in (
+                f"({about})" if p.concept_kind else "",
+                f"matched {matched}" if matched else "",
+                f"alternates {others}" if others else "",
+            )
+            if part
+        )
+        if said:
             lines += textwrap.wrap(
-                f"{terminal_safe(p.name)}: matched {matched}",
+                f"{terminal_safe(p.name)}: {said}",
                 WIDTH,
                 initial_indent="    ",
                 subsequent_indent="      ",

@@ -23,9 +23,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pixtention.curator.keywords import SCHEMA as KEYWORD_SCHEMA
 from pixtention.curator.store import CATALOG_COMPANIONS, StoreError, clear_away
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migration N brings a catalog from schema N-1 to N. Append, never edit, once released.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -57,6 +58,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE snapshot ADD COLUMN path BLOB",
         "CREATE INDEX snapshot_path ON snapshot (path)",
     ),
+    # 3: the full-text keyword index (SQLite FTS5), see pixtention.curator.keywords.
+    3: KEYWORD_SCHEMA,
 }
 
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pixtention.curator import keywords
 from pixtention.curator.captioner import Captioner, CaptionerError, make_captioner
 from pixtention.curator.catalog import (
     Catalog,
@@ -28,6 +29,7 @@ from pixtention.curator.catalog import (
 )
 from pixtention.curator.documents import Document, build_document, document_digest
 from pixtention.curator.embedder import Embedder, make_embedder
+from pixtention.curator.kinds import classify_record
 from pixtention.curator.precision import embed_bulk
 from pixtention.curator.progress import Cancel, Cancelled, ProgressCallback, Reporter
 from pixtention.curator.publish import Publisher, repair_snapshot_meta
@@ -93,7 +95,7 @@ class IndexReport:
 def adapter_record(info: AdapterInfo, doc: Document) -> AdapterRecord:
     """The selector's view of one adapter (id and cluster are set when a snapshot is made)."""
     meta = info.metadata
-    return AdapterRecord(
+    record = AdapterRecord(
         id=-1,
         name=meta.name,
         path=info.file.path,
@@ -112,6 +114,7 @@ def adapter_record(info: AdapterInfo, doc: Document) -> AdapterRecord:
         document=doc.text,
         fields=dict(doc.fields),
     )
+    return dataclasses.replace(record, concept_kind=classify_record(record))
 
 
 def _adapter_columns(info: AdapterInfo, caption: str | None) -> dict[str, object]:
@@ -194,6 +197,7 @@ class _Run:
                     cat.bump_version()
             self._read(to_read, removed)
             self._say_skipped()
+            keywords.sync(cat, self.root, lambda done, total: self.reporter.update(done, total))
             if self.captioner is not None:
                 self._caption()
             self._embed()

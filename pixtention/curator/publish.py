@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from pixtention.curator import clusters as clustering
+from pixtention.curator import keywords
 from pixtention.curator.catalog import Catalog
 from pixtention.curator.progress import Reporter
 from pixtention.curator.store import (
@@ -257,6 +258,7 @@ class Publisher:
         """Point the catalog at the new snapshot (inside the publishing transaction)."""
         cat = self.cat
         cat.drop_orphan_embeddings()
+        keywords.publish(cat)
         for key, value in (
             ("generation", (cat.meta_int("generation") or 0) + 1),
             ("vectors_file", name),

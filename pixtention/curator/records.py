@@ -28,3 +28,6 @@ class AdapterRecord:
     fields: dict[str, str] = field(default_factory=dict)  # document field → text (evidence)
     cluster: int = -1
     cluster_label: str = ""
+    # What it is about (curator.kinds: character, style, concept …); "" in a store indexed
+    # before kinds existed — read it with kinds.kind_of(), which classifies such a record.
+    concept_kind: str = ""

@@ -85,12 +85,15 @@ class GatedAdapter:
 
     ``positions[i]`` are the context indices (77·chunk + index) of the adapter's phrase in
     image ``i``'s prompt; every adapter of a session has one entry per image of the batch.
+    ``everywhere``: the adapter serves the whole image (a style): its mask is 1 on every image
+    whose positions are not empty, and it takes no part in the competition between masks.
     """
 
     name: str
     mapped: MappedAdapter
     weight: float = 1.0
     positions: tuple[tuple[int, ...], ...] = ((),)
+    everywhere: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:

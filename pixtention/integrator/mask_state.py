@@ -30,9 +30,12 @@ class MaskState:
         positions: Sequence[Sequence[Sequence[int]]],
         images: int,
         total_steps: int | None = None,
+        everywhere: Sequence[bool] = (),
     ) -> None:
         self.config = config
         self.positions = [tuple(tuple(p) for p in per_image) for per_image in positions]
+        # adapters serving the whole image: mask 1 where present, outside the competition
+        self.everywhere = tuple(everywhere) or (False,) * len(self.positions)
         self.images = images
         self.total_steps = total_steps
         self.step = -1
@@ -77,7 +80,10 @@ class MaskState:
     def add(self, image: int, level: int, probs: torch.Tensor, size: tuple[int, int]) -> None:
         """One captured row of one layer: probabilities ``[heads, N, T]`` on an ``size`` grid."""
         tokens = probs.shape[-1]
-        cols = [tuple(p for p in per_image[image] if p < tokens) for per_image in self.positions]
+        cols = [
+            () if whole else tuple(p for p in per_image[image] if p < tokens)
+            for per_image, whole in zip(self.positions, self.everywhere)
+        ]
         maps = maskmath.token_map(probs, cols, maskmath.start_columns(tokens)).view(-1, *size)
         self._step_maps.add(image, level, maskmath.resize(maps, self.grid_size).cpu())
 
@@ -110,15 +116,18 @@ class MaskState:
         c = self.config
         shape = next(iter(self._running.values())).shape
         out = torch.zeros(self.images, *shape)
+        local = [k for k, whole in enumerate(self.everywhere) if not whole]
         for image, running in self._running.items():
-            m = maskmath.masks_from_maps(
-                running,
-                smooth=c.smooth,
-                mode=c.mode,
-                temperature=c.temperature,
-                background=c.background,
-                floor=c.floor,
-            )
+            m = torch.ones_like(running)
+            if local:
+                m[local] = maskmath.masks_from_maps(
+                    running[local],
+                    smooth=c.smooth,
+                    mode=c.mode,
+                    temperature=c.temperature,
+                    background=c.background,
+                    floor=c.floor,
+                )
             for k, per_image in enumerate(self.positions):
                 if not per_image[image]:
                     m[k] = 0.0
@@ -151,6 +160,12 @@ class MaskState:
         """Masks of the given rows' images at ``size``, ``[rows, K, h·w]`` (fp32, CPU)."""
         if self.grid is None:
             fill = 1.0 if self.config.warmup == "global" else 0.0
-            return torch.full((len(images), self.count, size[0] * size[1]), fill)
+            out = torch.full((len(images), self.count, size[0] * size[1]), fill)
+            for k, whole in enumerate(self.everywhere):
+                if whole:  # a style is on from the first step, where its image has it
+                    out[:, k] = torch.tensor([float(bool(self.positions[k][i])) for i in images])[
+                        :, None
+                    ]
+            return out
         resized = maskmath.resize(self.grid, size, hard=self.hard)
         return resized[torch.tensor(list(images))].flatten(2)

@@ -92,7 +92,11 @@ class Session:
             report.gated, skipped, report.missing, report.text_encoder_off, report.dense
         )
         self.state = MaskState(
-            config, [a.positions for a in self.adapters], self.images, total_steps
+            config,
+            [a.positions for a in self.adapters],
+            self.images,
+            total_steps,
+            everywhere=[a.everywhere for a in self.adapters],
         )
         self._plans = plans
         self._unet: torch.nn.Module | None = None

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 SOURCES = ("auto", "user", "pinned")
+SCOPES = ("phrase", "prompt")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Alternate:
+    """A ranked adapter for the same phrase that another pick took (shown, not applied)."""
+
+    name: str
+    score: float
+    concept_kind: str = ""
+
+
+@dataclass(frozen=True)
 class Pick:
     """An adapter chosen for a prompt, bound to the phrase it serves.
 
@@ -40,7 +50,10 @@ class Pick:
     tag-stripped prompt the WebUI tokenises; both are None when the prompt has no phrase
     (a pin on an empty prompt: the adapter then applies everywhere). ``weight`` is the UNet
     multiplier; ``triggers`` are the words :func:`apply_picks` inserts after the phrase (a whole
-    trigger item, never one the prompt already contains).
+    trigger item, never one the prompt already contains). ``concept_kind`` is what the adapter
+    is about (:mod:`pixtention.curator.kinds`); ``scope`` is "phrase" when it serves its phrase
+    only, "prompt" when it serves the whole image (a style, a detail hub), the phrase then
+    only saying what named it; ``alternates`` are the next ranked adapters for its phrase.
     """
 
     name: str
@@ -58,10 +71,15 @@ class Pick:
     evidence: Evidence
     source: str  # one of SOURCES
     base_family: str
+    concept_kind: str = ""
+    scope: str = "phrase"  # one of SCOPES
+    alternates: tuple[Alternate, ...] = ()
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"pick source {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"pick scope {self.scope!r} is not one of {', '.join(SCOPES)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``json.dumps`` (nested dataclasses become dicts, tuples JSON arrays)."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from pixtention.curator.embedder import EmbedderError
 from pixtention.selector import retrieval
+from pixtention.selector.lexical import LexicalIndex
 from pixtention.selector.phrases import is_boilerplate
 from pixtention.selector.prompt import STOPWORDS, ParsedPrompt, Phrase
 
@@ -114,18 +115,13 @@ def pooled_prompt_vector(phrase_vectors: np.ndarray, weights: np.ndarray) -> np.
 
 
 def embed_query(
-    parsed: ParsedPrompt, library, bm25: retrieval.BM25, scoring: retrieval.Scoring
+    parsed: ParsedPrompt, library, index: LexicalIndex, scoring: retrieval.Scoring
 ) -> Query:
-    """Embed the prompt's distinct phrases, weight them by specificity, pool the prompt row."""
+    """Embed the prompt's distinct phrases, weight them by specificity (document frequencies
+    from the keyword ``index``), pool the prompt row."""
     phrases = distinct_phrases(parsed)
-    weights = np.array(
-        [
-            retrieval.phrase_specificity(bm25, p.text, scoring.prior_docs)
-            ** scoring.phrase_idf_power
-            for p in phrases
-        ],
-        dtype=np.float32,
-    )
+    specific = retrieval.phrase_specificities(index, [p.text for p in phrases], scoring.prior_docs)
+    weights = np.array(specific, dtype=np.float32) ** scoring.phrase_idf_power
     if phrases:
         embedded = embed_cached(library, [p.text for p in phrases])
         vectors = np.vstack([pooled_prompt_vector(embedded, weights)[None], embedded])

@@ -1,109 +1,51 @@
-"""Scoring adapters against a prompt: dense cosine, lexical BM25 and their hybrid.
+"""Scoring adapters against a prompt: dense cosine, full-text keywords (FTS5 bm25) and their
+hybrid.
 
-Pure functions on numpy arrays (plus a small BM25 index), so each scoring rule can be tested
-against an independent reference and compared side by side in ``bench/selector.py``.
+Pure functions on numpy arrays (the keyword search itself is :mod:`.lexical`), so each scoring
+rule can be tested on its own and compared side by side in ``bench/selector.py``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sys
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pixtention.selector.phrases import STOPWORDS
 
+if TYPE_CHECKING:
+    from pixtention.selector.lexical import LexicalIndex
+
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case word tokens, as BM25 and the evidence matcher count them."""
+    """Lower-case word tokens, as the keyword index and the evidence matcher count them."""
     return [t.lower() for t in _TOKEN.findall(text)]
 
 
-class BM25:
-    """Okapi BM25 (Robertson & Zaragoza 2009, idf with +1 inside the log so it stays ≥ 0).
+def matched_words(
+    index: LexicalIndex,
+    terms: Iterable[str],
+    weights: Sequence[float],
+    prior_docs: float,
+    limit: int,
+) -> np.ndarray:
+    """BM25 of every adapter's full text in words matched, (n,) float32: one word that only
+    it holds, once, in its description at average length counts 1 (BM25 divided by that
+    word's idf, both with the prior of :func:`idf_with_prior`); see
+    :meth:`~.lexical.LexicalIndex.scores` for ``limit``.
 
-    Postings are numpy arrays per term holding the precomputed term weight of each document,
-    so scoring a query is one vector add per query term, whatever the library size.
+    Raw BM25 grows with log(library size), so on one fixed scale the same match would count
+    about four times less in a library of ten adapters than in one of ten thousand.
     """
-
-    def __init__(self, documents: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
-        self.n_docs = len(documents)
-        vocab: dict[str, int] = {}
-        term_ids: list[int] = []
-        doc_ids: list[int] = []
-        freqs: list[int] = []
-        lengths = np.zeros(self.n_docs, dtype=np.float32)
-        for doc, text in enumerate(documents):
-            counts = Counter(tokenize(text))
-            lengths[doc] = sum(counts.values())
-            for term, tf in counts.items():
-                term_ids.append(vocab.setdefault(term, len(vocab)))
-                doc_ids.append(doc)
-                freqs.append(tf)
-        self.vocab = vocab
-        terms = np.asarray(term_ids, dtype=np.int64)
-        order = np.argsort(terms, kind="stable")
-        self._docs = np.asarray(doc_ids, dtype=np.int32)[order]
-        tf = np.asarray(freqs, dtype=np.float32)[order]
-        avg = float(lengths.mean()) if self.n_docs and lengths.mean() > 0 else 1.0
-        norm = k1 * (1.0 - b + b * lengths[self._docs] / avg)
-        self._weights = (tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
-        df = np.bincount(terms, minlength=len(vocab)) if len(vocab) else np.zeros(0, np.int64)
-        self.df = df.astype(np.int64)  # documents holding each term
-        self._offsets = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
-        self.idf = np.log1p((self.n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-        self._prior_idf: dict[float, np.ndarray] = {}
-
-    def idf_with_prior(self, prior_docs: float) -> np.ndarray:
-        """Each term's idf as if the library held ``prior_docs`` more documents without it.
-
-        Three documents cannot show that a word is common, ten thousand can: the prior keeps a
-        small library from halving a word's weight because two of its three documents say it,
-        and leaves a large one as it is.
-        """
-        if prior_docs <= 0:
-            return self.idf
-        cached = self._prior_idf.get(prior_docs)
-        if cached is None:
-            n = self.n_docs + prior_docs
-            cached = np.log1p((n - self.df + 0.5) / (self.df + 0.5)).astype(np.float32)
-            self._prior_idf[prior_docs] = cached
-        return cached
-
-    def rare_idf(self, prior_docs: float = 0.0) -> float:
-        """The idf of a term that one document holds (with the same prior)."""
-        return float(np.log1p(max(self.n_docs + max(prior_docs, 0.0) - 0.5, 0.5) / 1.5))
-
-    def scores(self, query: str | Iterable[str], idf: np.ndarray | None = None) -> np.ndarray:
-        """BM25 of every document for the query's distinct terms → (n_docs,) float32
-        (``idf``: per-term weights to use instead of :attr:`idf`)."""
-        idf = self.idf if idf is None else idf
-        terms = set(tokenize(query) if isinstance(query, str) else query)
-        out = np.zeros(self.n_docs, dtype=np.float32)
-        for term in terms:
-            t = self.vocab.get(term)
-            if t is None:
-                continue
-            a, b = self._offsets[t], self._offsets[t + 1]
-            out[self._docs[a:b]] += idf[t] * self._weights[a:b]
-        return out
-
-
-def matched_words(bm25: BM25, terms: Iterable[str], prior_docs: float = 0.0) -> np.ndarray:
-    """BM25 of every document in words matched: one word that only it holds, once, at average
-    length counts 1 (BM25 divided by that word's idf, both with the prior of
-    :meth:`BM25.idf_with_prior`).
-
-    Raw BM25 grows with log(library size), so on one fixed scale the same match counted about
-    four times less in a library of ten adapters than in one of ten thousand.
-    """
-    return bm25.scores(terms, bm25.idf_with_prior(prior_docs)) / bm25.rare_idf(prior_docs)
+    rare = idf_with_prior(1, index.n_docs, prior_docs)
+    return index.scores(terms, weights, prior_docs, limit) / rare
 
 
 def squash(scores: np.ndarray, half: float) -> np.ndarray:
@@ -144,14 +86,13 @@ class Scoring:
     lexical = squash(matched_words(prompt words), lexical_half)
 
     Both parts are absolute, so a threshold means the same in every library: ``lexical`` counts
-    the prompt's words the document holds (a word that only it holds, once, counts 1; at the
-    default half one such word gives 0.3, two 0.47, three 0.57), ``dense`` is mostly the cosine
-    of the document to the phrase it serves. A document that plainly names its phrase scores
-    about 0.45–0.65, one about something else 0.05–0.3; one that shares a single word with the
-    phrase ("a red bicycle" and a red dragon) 0.3–0.4. Idf is read as if the library held
-    ``prior_docs`` more adapters without the word (:meth:`BM25.idf_with_prior`). The old
-    lexical part, ``squash(BM25, 20)``, grew with the library's size: the same three documents
-    scored 0.29–0.38 alone and 0.43–0.49 beside thirty unrelated ones.
+    the prompt's words the adapter's full text holds (FTS5 bm25() with ``column_weights`` for
+    name, tags and description; a word that only it holds, once, in its description counts 1),
+    ``dense`` is mostly the cosine of the document to the phrase it serves. A document that
+    plainly names its phrase scores about 0.45–0.65, one about something else 0.05–0.3. The
+    phrase weights read idf as if the library held ``prior_docs`` more adapters without the
+    word (:func:`idf_with_prior`). An unnormalised bm25 grows with the library's size: the
+    same three documents scored 0.29–0.38 alone and 0.43–0.49 beside thirty unrelated ones.
 
     w_p = (specificity of phrase p) ** phrase_idf_power, see :func:`phrase_specificity`: generic
     phrases ("masterpiece", "1girl") match generic adapters everywhere, so they must not outvote
@@ -160,26 +101,50 @@ class Scoring:
 
     prompt_share: float = 0.25
     phrase_idf_power: float = 1.0
-    lexical_share: float = 0.5
-    lexical_half: float = 2.3  # matched words (BM25 units) at which lexical is 0.5
+    lexical_share: float = 0.6
+    lexical_half: float = 2.3  # matched words (bm25 units) at which lexical is 0.5
     prior_docs: float = 100.0
+    column_weights: tuple[float, float, float] = (3.0, 2.0, 1.0)  # name, tags, description
 
 
-def phrase_specificity(bm25: BM25, phrase: str, prior_docs: float = 0.0) -> float:
-    """Largest idf among the phrase's words divided by the idf of a word only one document
-    holds, both with the prior of :meth:`BM25.idf_with_prior`.
+def idf_with_prior(df: float, n_docs: int, prior_docs: float) -> float:
+    """Okapi idf (+1 inside the log, so ≥ 0) of a word ``df`` of ``n_docs`` documents hold, as
+    if the library held ``prior_docs`` more documents without it.
+
+    Three documents cannot show that a word is common, ten thousand can: the prior keeps a
+    small library from halving a word's weight because two of its three documents say it, and
+    leaves a large one as it is.
+    """
+    n = n_docs + max(prior_docs, 0.0)
+    return math.log1p(max(n - df + 0.5, 0.5) / (df + 0.5))
+
+
+def phrase_specificities(
+    index: LexicalIndex, phrases: Sequence[str], prior_docs: float = 0.0
+) -> list[float]:
+    """Per phrase: the largest idf among its words divided by the idf of a word only one
+    document holds, both with the prior of :func:`idf_with_prior` (document frequencies from
+    the keyword index, so over the adapters' full text; one look-up for all phrases).
 
     A word no document contains counts as most specific (1.0): the lexical score cannot see it,
     but the dense one may still know what it means. "a", "of", "the" … do not count (a library
     without the word "a" must not make "a cat" most specific).
     """
-    top = bm25.rare_idf(prior_docs)
-    if top <= 0:
-        return 1.0
-    idf = bm25.idf_with_prior(prior_docs)
-    words = [w for w in tokenize(phrase) if w not in STOPWORDS]
-    values = [float(idf[t]) if t is not None else top for t in map(bm25.vocab.get, words)]
-    return min(1.0, float(max(values) / top)) if values else 0.0
+    words = [[w for w in tokenize(p) if w not in STOPWORDS] for p in phrases]
+    df = index.doc_freqs([w for ws in words for w in ws])
+    n = index.n_docs
+    top = idf_with_prior(1, n, prior_docs)
+    return [
+        min(1.0, max(idf_with_prior(df[w], n, prior_docs) if w in df else top for w in ws) / top)
+        if ws
+        else 0.0
+        for ws in words
+    ]
+
+
+def phrase_specificity(index: LexicalIndex, phrase: str, prior_docs: float = 0.0) -> float:
+    """:func:`phrase_specificities` of one phrase."""
+    return phrase_specificities(index, [phrase], prior_docs)[0]
 
 
 def dense_scores(

@@ -2,7 +2,8 @@
 
 One batched embedding call (whole prompt + every phrase), clusters first (each query row's
 nearest clusters, within a budget of adapters, see :mod:`pixtention.selector.probe`), exact
-scores of the adapters inside them plus the lexical top hits, BM25 over the same documents,
+scores of the adapters inside them plus the lexical top hits (SQLite FTS5 bm25() over each
+adapter's full text, :mod:`pixtention.selector.lexical`),
 and a hybrid score on an absolute scale (:class:`~pixtention.selector.retrieval.Scoring`); then
 the hard filters (base-model family, excludes, explicit tags), the abstention threshold, the
 per-phrase cap and top-K. See design §5.
@@ -18,12 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pixtention.curator.kinds import kind_of
 from pixtention.curator.records import AdapterRecord
 from pixtention.library.base_model import parse_hint
 from pixtention.library.info import BASE_FAMILIES
-from pixtention.selector import retrieval
+from pixtention.selector import binding, retrieval
+from pixtention.selector.lexical import LexicalIndex
 from pixtention.selector.phrases import is_boilerplate
-from pixtention.selector.picks import Evidence, FieldMatch, Pick
+from pixtention.selector.picks import Alternate, Evidence, FieldMatch, Pick
 from pixtention.selector.probe import DEFAULT_BUDGET, ClusterIndex, probe
 from pixtention.selector.prompt import STOPWORDS, ParsedPrompt, Phrase, PromptTag, parse_prompt
 from pixtention.selector.query import Query, embed_query
@@ -39,10 +42,16 @@ DEFAULT_CLUSTERS = 12
 # default is the same.
 DEFAULT_THRESHOLD = 0.35
 DEFAULT_SCORING = retrieval.Scoring()
-LEXICAL_CANDIDATES = 256  # BM25 top hits scored besides the probed clusters' adapters
+LEXICAL_CANDIDATES = 256  # keyword top hits scored besides the probed clusters' adapters
+LEXICAL_POOL = 1024  # keyword hits given a lexical score (the rest of the library counts 0)
 MIN_CANDIDATES = 128  # fewer compatible candidates than this: score the whole family
 MAX_FAMILY_SCAN = 20_000  # a family this small is scored whole when its clusters are missed
 MAX_EVIDENCE_TERMS = 8
+MAX_ALTERNATES = 3  # next ranked adapters shown per taken phrase
+# A document that plainly names its phrase (Scoring's scale): such an adapter may fill K as an
+# alternate, and a style or a thing is picked on any phrase it scores this high on.
+PLAIN_SCORE = 0.45
+MAX_LOOKED = 96  # ranked candidates judged by kind beyond K (bounds the time it takes)
 _LORA_KINDS = ("lora", "lyco")
 # Words too common to count as evidence that a document field matched.
 _EVIDENCE_STOPWORDS = STOPWORDS | {"in", "and", "with", "lora", "style"}
@@ -64,11 +73,11 @@ def base_family(base_model: str) -> str:
 
 @dataclass(frozen=True)
 class _LibraryStats:
-    """What select() derives from a library once: BM25 over its documents, each row's
+    """What select() derives from a library once: its keyword index, each row's
     base-model family (for the filter's fallback) and its clusters as flat arrays."""
 
     size: int
-    bm25: retrieval.BM25
+    lexical: LexicalIndex
     families: np.ndarray  # (N,) str
     clusters: ClusterIndex
 
@@ -84,7 +93,7 @@ def _stats(library) -> _LibraryStats:
             records = library.records
             cached = _LibraryStats(
                 len(library),
-                retrieval.BM25([r.document for r in records]),
+                LexicalIndex.for_library(library),
                 np.array([r.base_family for r in records]),
                 ClusterIndex.build(
                     library.centroids, np.array([r.cluster for r in records], dtype=np.int64)
@@ -94,9 +103,9 @@ def _stats(library) -> _LibraryStats:
         return cached
 
 
-def lexical_index(library) -> retrieval.BM25:
-    """The library's BM25 index over its documents, built once per library object."""
-    return _stats(library).bm25
+def lexical_index(library) -> LexicalIndex:
+    """The library's keyword index (full text), opened once per library object."""
+    return _stats(library).lexical
 
 
 @dataclass(frozen=True)
@@ -160,8 +169,10 @@ def _make_pick(
     source: str,
     phrase: Phrase | None,
     tag: PromptTag | None = None,
+    alternates: tuple[Alternate, ...] = (),
 ) -> Pick:
     parsed = query.parsed
+    kind = kind_of(record)
     phrase_text = phrase.text if phrase else ""
     if tag is not None:
         weight, weight_source, triggers = tag.weight, "prompt", ()
@@ -194,6 +205,9 @@ def _make_pick(
         evidence=evidence,
         source=source,
         base_family=record.base_family,
+        concept_kind=kind,
+        scope=binding.scope_of(kind, from_tag=tag is not None),
+        alternates=alternates,
     )
 
 
@@ -263,10 +277,12 @@ def select(
     if not (want_auto or pinned or (user and mode in ("regionalise", "both"))):
         return []
 
-    bm25 = lexical_index(library)
-    query = embed_query(parsed, library, bm25, scoring)
+    keywords = lexical_index(library)
+    query = embed_query(parsed, library, keywords, scoring)
     # words matched by every adapter: candidates and evidence, whatever the lexical share
-    lexical_all = retrieval.matched_words(bm25, query.terms, scoring.prior_docs)
+    lexical_all = retrieval.matched_words(
+        keywords, query.terms, scoring.column_weights, scoring.prior_docs, LEXICAL_POOL
+    )
     picks: list[Pick] = []
     taken: set[int] = {r.id for _, r in user}  # explicit tags are never auto-picked again
 
@@ -290,7 +306,7 @@ def select(
             )
             continue
         scored = _score(query, library, np.array([record.id]), lexical_all, scoring)
-        phrase = _bound_phrase(query, parsed, scored, tag)
+        phrase = _bound_phrase(query, parsed, scored, tag, library)
         picks.append(_make_pick(record, query, scored, 0, source=source, phrase=phrase, tag=tag))
         placed.add(record.id)
     taken |= placed
@@ -305,12 +321,16 @@ def select(
 
 
 def _bound_phrase(
-    query: Query, parsed: ParsedPrompt, scored: _Scored, tag: PromptTag | None
+    query: Query, parsed: ParsedPrompt, scored: _Scored, tag: PromptTag | None, library
 ) -> Phrase | None:
-    """A user tag's phrase is the one it follows; otherwise the most similar phrase."""
+    """A user tag's phrase is the one it follows; a pinned character's the one naming it;
+    otherwise the most similar phrase."""
     if tag is not None and tag.follows is not None:
         return parsed.phrases[tag.follows]
-    row = int(scored.phrase[0])
+    record, row = library.records[int(scored.ids[0])], int(scored.phrase[0])
+    if kind_of(record) == "character":  # a pin is kept even where no phrase names it
+        named = binding.name_row(record, [p.text for p in query.phrases], row)
+        row = row if named is None else named
     return query.phrases[row] if row >= 0 else None
 
 
@@ -344,16 +364,60 @@ def _auto_picks(
     if not len(keep):
         return []
     scored = _score(query, library, keep.astype(np.int64), lexical_all, scoring)
+    texts, prompt = [p.text for p in query.phrases], query.parsed.prompt
+    judge = threshold > 0  # 0 or below: a plain ranking, no abstention and no kind rules
     per: dict[int, int] = {}
-    picks: list[Pick] = []
-    for row in np.argsort(-scored.score, kind="stable").tolist():
-        if scored.score[row] < threshold or len(picks) >= n:
+    claimed: list[frozenset[str]] = []  # names the chosen characters answer to
+    chosen: list[tuple[int, int]] = []  # (scored row, phrase row)
+    spare: list[tuple[int, int]] = []  # accepted, but its phrase, its person or K was taken
+    repeats: list[int] = []  # spare rows about a picked character: alternates, never fillers
+    for looked, row in enumerate(np.argsort(-scored.score, kind="stable").tolist()):
+        if scored.score[row] < threshold or looked >= n + MAX_LOOKED:
             break
+        if len(chosen) >= n and len(spare) >= MAX_ALTERNATES * n:
+            break
+        record = records[int(scored.ids[row])]
+        plain = bool(scored.score[row] >= PLAIN_SCORE)
         phrase_row = int(scored.phrase[row])
-        if per.get(phrase_row, 0) >= per_phrase:
-            continue
-        per[phrase_row] = per.get(phrase_row, 0) + 1
+        if judge:
+            phrase_row = binding.bind(record, prompt, texts, phrase_row, plain)
+        if phrase_row is None:
+            continue  # its kind forbids it here: neither a pick nor an alternate
+        claim = binding.claims(record, prompt)
+        same_person = judge and bool(claim) and any(claim <= c for c in claimed)
+        if not same_person and len(chosen) < n and per.get(phrase_row, 0) < per_phrase:
+            per[phrase_row] = per.get(phrase_row, 0) + 1
+            chosen.append((row, phrase_row))
+            claimed += [claim] if claim and kind_of(record) == "character" else []
+        else:
+            spare.append((row, phrase_row))
+            repeats += [row] if same_person else []
+    # Other phrases had nothing: the next ranked adapters of taken phrases fill K, if their
+    # documents plainly name the phrase and they add another kind of help (binding.may_fill).
+    taken = {(pr, kind_of(records[int(scored.ids[r])])) for r, pr in chosen}
+    for candidate in list(spare):
+        row, phrase_row = candidate
+        kind = kind_of(records[int(scored.ids[row])])
+        if not judge or len(chosen) >= n or scored.score[row] < PLAIN_SCORE:
+            break
+        if row not in repeats and binding.may_fill(kind, phrase_row, taken):
+            chosen.append(candidate)
+            spare.remove(candidate)
+            taken.add((phrase_row, kind))
+    chosen.sort(key=lambda c: -scored.score[c[0]])
+    picks: list[Pick] = []
+    for row, phrase_row in chosen:
+        others = [records[int(scored.ids[r])] for r, pr in spare if pr == phrase_row]
+        scores = [float(scored.score[r]) for r, pr in spare if pr == phrase_row]
+        alternates = tuple(
+            Alternate(other.name, score, kind_of(other))
+            for other, score in zip(others[:MAX_ALTERNATES], scores)
+        )
         record = records[int(scored.ids[row])]
         phrase = query.phrases[phrase_row] if phrase_row >= 0 else None
-        picks.append(_make_pick(record, query, scored, row, source="auto", phrase=phrase))
+        picks.append(
+            _make_pick(
+                record, query, scored, row, source="auto", phrase=phrase, alternates=alternates
+            )
+        )
     return picks

@@ -238,7 +238,13 @@ def base_family(sd_model: Any) -> str | None:
 def _gated(pick: Any, mapped: Any, positions: tuple[tuple[int, ...], ...]) -> Any:
     from pixtention.integrator.config import GatedAdapter
 
-    return GatedAdapter(pick.name, mapped, weight=float(pick.weight), positions=positions)
+    return GatedAdapter(
+        pick.name,
+        mapped,
+        weight=float(pick.weight),
+        positions=positions,
+        everywhere=getattr(pick, "scope", "phrase") == "prompt",  # a style: the whole image
+    )
 
 
 def _unused_pin(pin: Pin, library: Any, family: str | None) -> str:

@@ -47,6 +47,13 @@ class BuiltUi:
     paste_field_names: list[str]
 
 
+# What a score means (retrieval.Scoring's calibration), shown under the threshold slider.
+SCORE_LEGEND = (
+    "0.45+: the description plainly names the phrase · 0.35+: names it · 0.3-0.35: shares a "
+    "word · below 0.3: about something else"
+)
+
+
 def _spec(name: str):
     return ARG_SPECS[ARG_NAMES.index(name)]
 
@@ -107,7 +114,7 @@ def build(
                 defaults.threshold,
                 0.01,
                 eid("threshold"),
-                info="Scores: ~0.5-0.65 a plain match, under 0.3 unrelated",
+                info=SCORE_LEGEND,
             )
             per_phrase = _slider(
                 "per_phrase", "Adapters per phrase", defaults.per_phrase, 1, eid("per_phrase")

@@ -25,7 +25,8 @@ def suggestions_html(tab: str, prompt: str, picks: Sequence[Any], note: str = ""
         rows = "".join(_row(pick) for pick in picks)
         body = (
             '<table class="pixtention-table"><thead><tr><th>Adapter</th><th>Phrase</th>'
-            "<th>Score</th><th>Weight</th><th>Triggers</th><th>Theme</th><th></th></tr></thead>"
+            "<th>Score</th><th>Weight</th><th>Triggers</th><th>Theme</th><th>Alternates</th>"
+            "<th></th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
         if note:
@@ -55,12 +56,19 @@ def _row(pick: Any) -> str:
             ("exclude", "Exclude", "never pick this adapter"),
         )
     )
+    kind = getattr(pick, "concept_kind", "")
+    scope = " (whole image)" if getattr(pick, "scope", "phrase") == "prompt" else ""
+    alternates = ", ".join(f"{a.name} {a.score:.2f}" for a in getattr(pick, "alternates", ()))
     return (
         f'<tr data-pixtention-row="{escape(pick.name)}">'
-        f'<td title="{escape(pick.path)}">{escape(pick.name)}</td>'
-        f"<td>{escape(pick.phrase or '—')}</td>"
+        f'<td title="{escape(pick.path)}">{escape(pick.name)}'
+        + (f' <span class="pixtention-kind">{escape(kind)}</span>' if kind else "")
+        + "</td>"
+        f"<td>{escape(pick.phrase or '—')}{scope}</td>"
         f"<td>{pick.score:.2f}</td><td>{pick.weight:g}</td>"
         f"<td>{escape(triggers)}</td><td>{escape(pick.cluster_label)}</td>"
+        f'<td class="pixtention-alternates" title="next ranked for this phrase">'
+        f"{escape(alternates or '—')}</td>"
         f'<td class="pixtention-actions">{actions}</td></tr>'
     )
 

@@ -1,0 +1,198 @@
+"""Latency of ``select()`` including the prompt's embedding, at 1k/10k/100k adapters scaled
+from the real library's documents: wall time and CPU time of the call (the query thread's
+``thread_time``: what the call costs, whatever else the machine runs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from bench.selector_data import TAG, load_prompts
+
+TARGET_P95_MS = {10_000: 30.0, 100_000: 100.0}  # CPU time of a cold call, issue 14
+KINDS = ("cold", "history", "typing", "retrieval_only")
+
+
+def timed(prompt: str, library) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``select()``, measured on the query thread it runs on."""
+    from pixtention.selector.select import select
+    from pixtention.selector.worker import on_query_thread
+
+    def run() -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        select(prompt, library)
+        return time.perf_counter() - wall, time.thread_time() - cpu
+
+    return on_query_thread(run)
+
+
+def _scaled(records, vectors, size: int, seed: int):
+    """``size`` adapters from real documents: copies get a perturbed vector and a new name."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(records), size) if size > len(records) else np.arange(size)
+    noise = rng.normal(0.0, 0.023, (size, vectors.shape[1])).astype(np.float32)
+    scaled = vectors[rows] + noise * (np.arange(size) >= len(records))[:, None]
+    scaled /= np.linalg.norm(scaled, axis=1, keepdims=True)
+    recs = [
+        dataclasses.replace(
+            records[r], name=f"{records[r].name}_{i}", fingerprint=f"{records[r].fingerprint}/{i}"
+        )
+        for i, r in enumerate(rows.tolist())
+    ]
+    return recs, scaled
+
+
+def _embedding_side_by_side(embedder, prompts: list[str]) -> dict:
+    """Embedding one prompt's query texts, interleaved: the whole prompt and its phrases in
+    float32 on the caller's threads (session 2) against its retrievable phrases alone at the
+    query precision on the query thread (now)."""
+    import numpy as np
+
+    from pixtention.curator.precision import autocast_cpu, native_dtype
+    from pixtention.selector.prompt import parse_prompt
+    from pixtention.selector.query import MAX_PHRASES, distinct_phrases
+    from pixtention.selector.worker import on_query_thread
+
+    _, tokenizer = embedder._load()
+    dtype = native_dtype(embedder)
+
+    def native(texts):
+        with autocast_cpu(dtype):
+            return embedder.embed(texts)
+
+    def now_embed(texts):
+        return on_query_thread(native, texts)
+
+    before, now, tokens_before, tokens_now = [], [], [], []
+    for prompt in prompts:
+        parsed = parse_prompt(prompt)
+        phrases = [p.text for p in distinct_phrases(parsed)]
+        first: dict[str, str] = {}
+        for phrase in parsed.phrases:
+            first.setdefault(phrase.text.lower(), phrase.text)
+        whole = [parsed.text or "."] + list(first.values())[:MAX_PHRASES]
+        for texts, counts in ((whole, tokens_before), (phrases, tokens_now)):
+            if not texts:  # only boilerplate: nothing to embed
+                counts.append(0)
+                continue
+            ids = tokenizer(texts, truncation=True, max_length=embedder.max_length)["input_ids"]
+            counts.append(sum(len(x) for x in ids))
+        for embed, texts, times in ((embedder.embed, whole, before), (now_embed, phrases, now)):
+            t = time.perf_counter()
+            embed(texts)
+            times.append(time.perf_counter() - t)
+
+    def pct(xs, q):
+        return 1000 * float(np.percentile(xs, q))
+
+    return {
+        "dtype": dtype,
+        "tokens_before_p50": float(np.percentile(tokens_before, 50)),
+        "tokens_before_p95": float(np.percentile(tokens_before, 95)),
+        "tokens_p50": float(np.percentile(tokens_now, 50)),
+        "tokens_p95": float(np.percentile(tokens_now, 95)),
+        "before_p50_ms": pct(before, 50),
+        "before_p95_ms": pct(before, 95),
+        "now_p50_ms": pct(now, 50),
+        "now_p95_ms": pct(now, 95),
+        "ratio_p50": pct(now, 50) / max(pct(before, 50), 1e-9),
+        "ratio_p95": pct(now, 95) / max(pct(before, 95), 1e-9),
+    }
+
+
+def latency(args, work: Path) -> dict:
+    import numpy as np
+
+    from pixtention.curator.embedder import make_embedder
+    from pixtention.curator.library import Library, open_library
+    from pixtention.selector.query import QUERY_CACHE
+    from pixtention.selector.select import lexical_index
+
+    base = open_library(work / "civitai" / "store")
+    records, vectors = list(base.records), np.asarray(base.vectors)
+    embedder = make_embedder(base.embedder_id)
+    rows = load_prompts(args.data, None, args.seed + 1)[: args.latency_queries]
+    prompts = [TAG.sub(" ", r["prompt"]) for r in rows]
+    embedder.embed(["warm up"])
+    out = {"embedding": _embedding_side_by_side(embedder, prompts)}
+    for size in args.sizes:
+        recs, vecs = _scaled(records, vectors, size, args.seed)
+        started = time.perf_counter()
+        library = Library.from_records(recs, vecs, embedder)
+        cluster_s = time.perf_counter() - started
+        started = time.perf_counter()
+        lexical_index(library)
+        bm25_s = time.perf_counter() - started
+        # Unseen prompts after a history of other prompts: each prompt is new, but the cache
+        # holds the phrases of the prompts before it (common tags repeat across prompts).
+        QUERY_CACHE.clear()
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in KINDS}
+        for prompt in prompts:
+            times["history"].append(timed(prompt, library))
+        for prompt in prompts:
+            QUERY_CACHE.clear()
+            times["cold"].append(timed(prompt, library))
+            times["typing"].append(timed(prompt + ", blue sky", library))
+            times["retrieval_only"].append(timed(prompt, library))
+
+        def pct(xs, q):
+            return 1000 * float(np.percentile(xs, q))
+
+        row = {
+            "clusters": len(library.cluster_labels),
+            "cluster_seconds": cluster_s,
+            "bm25_build_seconds": bm25_s,
+            "target_p95_ms": TARGET_P95_MS.get(size),
+        }
+        for kind, pairs in times.items():
+            wall, cpu = [w for w, _ in pairs], [c for _, c in pairs]
+            row |= {f"{kind}_p50_ms": pct(wall, 50), f"{kind}_p95_ms": pct(wall, 95),
+                    f"{kind}_cpu_p50_ms": pct(cpu, 50), f"{kind}_cpu_p95_ms": pct(cpu, 95)}  # fmt: skip
+        out[str(size)] = row
+    return out
+
+
+def print_latency(result: dict, load: float) -> None:
+    print(f"\nLatency of select() incl. prompt embedding (load average {load}), CPU time of the")
+    print(
+        "call (wall in brackets). cold: cache empty for every prompt (a prompt never seen; the\n"
+        "target is its CPU p95); history: a new prompt after the others (its common tags\n"
+        "cached); typing: one phrase added; search: every vector cached"
+    )
+    e = result["embedding"]
+    print(
+        f"embedding a prompt, side by side: whole prompt + all phrases in float32 "
+        f"({e['tokens_before_p50']:.0f}/{e['tokens_before_p95']:.0f} tokens p50/p95) "
+        f"{e['before_p50_ms']:.1f}/{e['before_p95_ms']:.1f} ms; retrievable phrases in "
+        f"{e['dtype']} ({e['tokens_p50']:.0f}/{e['tokens_p95']:.0f} tokens) "
+        f"{e['now_p50_ms']:.1f}/{e['now_p95_ms']:.1f} ms (ratio p50 {e['ratio_p50']:.2f}, "
+        f"p95 {e['ratio_p95']:.2f})"
+    )
+    names = {"cold": "cold", "history": "hist", "typing": "typing", "retrieval_only": "search"}
+    print(f"{'adapters':>9}" + "".join(f"{n + ' p50':>15}{n + ' p95':>15}" for n in names.values())
+          + f"{'target p95':>12}")  # fmt: skip
+    for size, m in result.items():
+        if size == "embedding":
+            continue
+        target = f"{m['target_p95_ms']:.0f}" if m["target_p95_ms"] else "-"
+        cells = "".join(
+            f"{m[f'{k}_cpu_p{q}_ms']:>7.1f} ({m[f'{k}_p{q}_ms']:>5.1f})"
+            for k in names
+            for q in (50, 95)
+        )
+        print(f"{size:>9}{cells}{target:>12}")
+    for check, ok in latency_checks(result).items():
+        print(f"  [{'ok' if ok else 'FAIL'}] {check}")
+
+
+def latency_checks(result: dict) -> dict[str, bool]:
+    """The targets: CPU p95 of a cold call (a prompt never seen, embedding included)."""
+    return {
+        f"select_cold_cpu_p95_at_{size}_within_{target:.0f}ms": result[str(size)]["cold_cpu_p95_ms"]
+        <= target
+        for size, target in TARGET_P95_MS.items()
+        if str(size) in result
+    }

@@ -1,0 +1,296 @@
+"""Whether an adapter may be auto-picked for a prompt, and where it binds, by its kind.
+
+A hobbyist rejects a character LoRA bound to a generic noun ("a knight" → a named heroine):
+its trigger words then enter the prompt and its face replaces the one they asked for. So
+(issue 14), from a threshold above 0 (0 or below is a plain ranking, see ``select``):
+
+- a **character** is picked only when the prompt names it — a distinctive word of its title,
+  file name or token-like trigger (never a generic noun such as "knight", "witch", "girl") —
+  and its description plainly matches (score ≥ ``select.PLAIN_SCORE``: "Lisa Imai" is not
+  "mona lisa"); an archetype whose title names no one ("Female Knight", "Mochi the Cat" for a
+  cat) binds to its title's noun instead. It binds to the phrase holding its name;
+- a **style** (and a hub) serves the prompt as a whole (``scope="prompt"``), picked when its
+  phrase asks for a look ("watercolor painting", "pixel art"), names it, or plainly matches;
+- a quality/detail **hub** is picked only when the prompt asks for one in words that are not
+  boilerplate: "add detail", "more details", "detail tweaker/enhancer", "detailer", "noise
+  offset", or the hub's own name; "masterpiece, highly detailed" never does;
+- an adapter tagged adult ("sexy", "nsfw" …) is picked only when the prompt is adult or names
+  it ("an astronaut" never gets a "sexy astronaut suit");
+- an adapter whose title is a person ("Village girl") is not bound to a phrase about a thing;
+- below a plain match, an adapter's title must name its phrase's head word ("Hospital Gown"
+  is not "a hospital interior").
+
+The word lists are a heuristic for English prompts; a name that is also a common word can
+still collide ("Earth-chan" for "earth" is caught only by the person rule).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pixtention.curator.documents import is_gibberish_word
+from pixtention.curator.kinds import kind_of
+from pixtention.selector.phrases import STOPWORDS, is_boilerplate
+from pixtention.selector.triggers import contains_item, prompt_pieces, trigger_items, words
+
+GLOBAL_KINDS = frozenset(("style", "hub"))
+
+# People and roles a prompt names for anyone: never a character's name, and a named
+# character's title holding one ("Fairy Knight Tristan") does not make it "a knight".
+_PERSON_NOUNS = """
+girl girls boy boys woman women man men person people lady ladies gentleman child children kid
+kids baby teen adult female male couple twins sisters brothers mother father sister brother wife
+husband bride groom family friend friends knight knights warrior warriors wizard wizards witch
+witches mage sorceress sorcerer astronaut astronauts soldier soldiers samurai ninja kunoichi maid
+maids nurse nurses princess prince queen king emperor empress lord elf elves dwarf orc goblin
+angel angels demon demons devil succubus vampire werewolf android cyborg pirate pirates cowboy
+cowgirl police policewoman officer doctor teacher student students schoolgirl schoolboy idol
+singer dancer ballerina priest priestess nun monk hero heroine villain goddess god fairy mermaid
+catgirl foxgirl kitsune spaceman pilot chef farmer hunter archer assassin thief rogue paladin
+cleric necromancer barbarian gladiator viking spartan geisha miko cheerleader magician scientist
+detective sailor captain general ranger guard swordsman swordswoman shogun gyaru tomboy secretary
+waitress ronin raider guardian companion chan musume 1girl 1boy
+"""
+PERSON_NOUNS = frozenset(_PERSON_NOUNS.split())
+# Other words any prompt or title uses: creatures, clothes, colours, places, quality words.
+_COMMON_WORDS = """
+old young elderly mature dragon dragons cat cats dog dogs fox wolf horse bird birds bunny rabbit
+bear monster monsters ghost zombie skeleton alien aliens robot robots mecha armor armour hat hats
+dress dresses suit suits helmet sword swords shield kimono uniform bikini swimsuit shirt skirt
+jacket coat cape cloak boots gloves glasses mask crown wings tail ears horns hair eyes face body
+hands legs outfit outfits costume clothes clothing lingerie school office red blue green yellow
+orange purple pink black white brown grey gray golden gold silver dark light cute sexy beautiful
+pretty handsome little big small tall short long shining fantasy sci fi cyberpunk steampunk
+medieval gothic anime realistic cartoon chibi portrait photo full upper standing sitting night
+day city forest castle beach sky space street rain snow fire water ice magic magical star stars
+moon sun earth world planet ocean sea river lake mountain mountains tree trees garden park house
+room home table chair bed window door tower bridge temple shrine church village town kingdom
+palace ruins desert island cave field flower flowers rose leaf leaves cloud clouds storm thunder
+lightning wind smoke shadow neon glow crystal ice winter summer spring autumn sunset sunrise
+evening morning secret lost last first golden royal holy sacred wild little great grand super
+art style styles lora locon loha lycoris lyco version ver model concept pose poses background
+scenery detail details detailed add more better new best high quality effect effects plate
+noir crimson scarlet azure spirit phoenix character characters oc wall walls floor roof
+rooftop stairs
+"""
+GENERIC_WORDS = PERSON_NOUNS | frozenset(_COMMON_WORDS.split())
+# Words of a phrase that asks for a look rather than a thing: a style binds to such a phrase
+# (or one naming it, or one its description plainly names).
+_STYLE_WORDS = """
+style styles art artstyle painting painted paint drawing drawn sketch lineart illustration
+render rendering print woodblock ukiyo photo photograph photography photorealistic realistic
+anime manga comic comics cartoon chibi watercolor watercolour oil ink pastel pencil charcoal
+pixel 8bit lowpoly poly 3d 2d cel shading cyberpunk steampunk vaporwave synthwave neon
+retro vintage noir gothic surreal abstract impressionism impressionist minimalist ghibli
+"""
+STYLE_WORDS = frozenset(_STYLE_WORDS.split())
+# Words a phrase and a title share without being about the same thing.
+_BARE_PEOPLE = frozenset(
+    ["woman", "women", "girl", "girls", "man", "men", "boy", "boys", "person", "people", "lady"]
+)
+_VAGUE_WORDS = frozenset(("style", "styles", "art", "concept", "lora", "version", "effect"))
+_FREE_WORDS = STOPWORDS | {"and", "with", "in", "from", "all", "new", "lora", "locon", "loha"}
+_NOISE = re.compile(r"^(?:v\d[\w.]*|\d+(?:k|d|mb|px|s)?|sd\w*|xl|ver\d*|\w)$")
+
+_ADULT_TAGS = """
+bondage bdsm nipples pussy penis cum ahegao topless sexy nsfw hentai porn nude nudes naked sex
+r18 lewd fetish erotic ecchi futanari jav
+"""
+ADULT_TAGS = frozenset(_ADULT_TAGS.split())
+_HUB_REQUEST = re.compile(
+    r"\b(?:add|more|extra|enhanced?|increased?)\s+(?:\w+\s+)?details?\b"
+    r"|\bdetail\s*(?:tweaker|enhancer|slider)|\bdetailer\b|\btweaker\b|\benhancer\b"
+    r"|\bnoise\s*offset\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the rules read from one adapter, derived once (select() judges up to a hundred
+    candidates per prompt)."""
+
+    kind: str
+    names: frozenset[str]  # name_words()
+    title_nouns: frozenset[str]  # what its title says it depicts (see name_row)
+    people: frozenset[str]  # person nouns of its title
+    adult: bool
+    own: frozenset[str]  # words of its title and file name
+    askable: tuple[str, ...]  # trigger items that, whole in a prompt, ask for it (_triggered)
+
+
+_FACTS: dict[tuple, _Facts] = {}
+_MAX_FACTS = 1 << 16
+
+
+def _facts(record) -> _Facts:
+    key = (record.name, record.title, record.triggers, record.tags, record.concept_kind)
+    found = _FACTS.get(key)
+    if found is None:
+        if len(_FACTS) >= _MAX_FACTS:
+            _FACTS.clear()
+        found = _FACTS[key] = _derive(record)
+    return found
+
+
+def _derive(record) -> _Facts:
+    kind = kind_of(record)
+    title = set(words(record.title))
+    texts = [record.title, re.sub(r"[_\-.]+", " ", record.name)]
+    askable = []
+    for item in trigger_items(record.triggers):
+        item_words = words(item)
+        token = any(map(is_gibberish_word, item_words))
+        if title.intersection(item_words) or token:
+            texts.append(item)
+        own = set(item_words) - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS
+        if token or (own and kind != "character"):
+            askable.append(item)
+    found = {w for text in texts for w in words(text)} - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS
+    names = frozenset(w for w in found if not _NOISE.match(w) and (len(w) > 2 or not w.isalpha()))
+    tagged = {w for tag in record.tags for w in words(tag)}
+    common = {w for w in title if w in GENERIC_WORDS} - _FREE_WORDS
+    # An archetype ("Female Knight") is its title's nouns; a named one only those its tags
+    # repeat, no person noun ("cat" of "Mochi the Cat"; "Fairy Knight Tristan" is no knight).
+    nouns = common if not names else (common - PERSON_NOUNS) & tagged
+    return _Facts(
+        kind=kind,
+        names=names,
+        title_nouns=frozenset(nouns),
+        people=frozenset(PERSON_NOUNS & title),
+        adult=bool(ADULT_TAGS & (tagged | title)),
+        own=frozenset(title | set(words(texts[1]))),
+        askable=tuple(askable),
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _text_words(text: str) -> frozenset[str]:
+    return frozenset(words(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _pieces(prompt: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(prompt_pieces(prompt))
+
+
+def name_words(record) -> frozenset[str]:
+    """The words that name this adapter and nothing else: its title's, file name's and naming
+    triggers' words, generic nouns, versions and numbers left out."""
+    return _facts(record).names
+
+
+def asks_for_detail(phrases: Sequence[str]) -> bool:
+    """The prompt asks for a detail/quality adapter in words that are not boilerplate."""
+    return any(_HUB_REQUEST.search(p) for p in phrases if not is_boilerplate(p))
+
+
+def _triggered(facts: _Facts, prompt: str) -> frozenset[str]:
+    """The words of a trigger item the prompt holds whole: for a thing, an item with a word of
+    its own ("knightarmor", not "sitting"); for a character only a token-like one (its
+    "blonde hair" is anyone's)."""
+    pieces = _pieces(prompt) if facts.askable else ()
+    for item in facts.askable:
+        if contains_item(pieces, item):
+            return frozenset(words(item))
+    return frozenset()
+
+
+def _named(facts: _Facts, prompt: str) -> frozenset[str]:
+    """The adapter's name words the prompt holds, else a trigger item's (:func:`_triggered`)."""
+    return facts.names & _text_words(prompt) or _triggered(facts, prompt)
+
+
+def scope_of(kind: str, from_tag: bool) -> str:
+    """A style or hub serves the whole image, unless the user's own tag regionalises it."""
+    return "prompt" if kind in GLOBAL_KINDS and not from_tag else "phrase"
+
+
+def name_row(record, phrases: Sequence[str], best_row: int) -> int | None:
+    """A character's phrase, or None when no phrase is about it: ``best_row`` if it names it
+    or holds its title's noun (an archetype, or a creature its tags repeat), else the phrase
+    holding most of its name words ("hatsune miku" for "Hatsune Miku | Vocaloid")."""
+    facts = _facts(record)
+    if best_row >= 0 and (facts.names | facts.title_nouns) & _text_words(phrases[best_row]):
+        return best_row
+    hits = [len(facts.names & _text_words(p)) for p in phrases]
+    return hits.index(max(hits)) if hits and max(hits) > 0 else None
+
+
+def bind(
+    record, prompt: str, phrases: Sequence[str], best_row: int, plain: bool = False
+) -> int | None:
+    """The phrase row an auto-pick candidate binds to (-1: none), or None when its kind
+    forbids picking it for this prompt.
+
+    ``prompt`` is the prompt as written, ``phrases`` the query's phrase texts, ``best_row`` the
+    phrase the scores bound it to and ``plain`` whether its score says its description plainly
+    names that phrase (``select.PLAIN_SCORE``).
+    """
+    facts = _facts(record)
+    kind = facts.kind
+    named = _named(facts, prompt)
+    if facts.adult and not (named or ADULT_TAGS & _text_words(prompt)):
+        return None
+    text = phrases[best_row] if best_row >= 0 else ""
+    phrase = _text_words(text)
+    asked = (named and kind == "character") or _triggered(facts, prompt)
+    if facts.people and not asked and not PERSON_NOUNS & phrase:
+        return None  # "Village girl" would paint a person where "a village" is
+    if kind == "character":
+        row = name_row(record, phrases, best_row)
+        if row is None or plain or facts.title_nouns & _text_words(phrases[row]):
+            return row
+        return None  # named, yet its description is about someone else ("Lisa" ≠ Mona Lisa)
+    if kind == "hub" and not (named or asks_for_detail(phrases)):
+        return None
+    if kind == "style" and not (named or plain or STYLE_WORDS & phrase):
+        return None  # "a forest" does not ask for a fantasy-forest art style
+    if kind != "style" and not (plain or _title_says(facts, text)):
+        return None  # a marginal score, and its title names another thing than the phrase
+    return best_row
+
+
+def _head(phrase: str) -> str | None:
+    """A phrase's head word: its last content word that is not an -ing verb nor a bare person
+    word ("fire" of "breathing fire", "warrior" of "a warrior woman"); None when none."""
+    content = [w for w in words(phrase) if w not in _FREE_WORDS and len(w) > 2]
+    for w in reversed(content):
+        if not w.endswith("ing") and w not in _BARE_PEOPLE:
+            return w
+    return content[-1] if content else None
+
+
+def _title_says(facts: _Facts, phrase: str) -> bool:
+    """Whether the adapter's title or file name holds its phrase's head word, whole or inside
+    a compound ("sunset" in "SunsetScenery", "detail" in "details")."""
+    head = _head(phrase)
+    if head is None or head in _VAGUE_WORDS:
+        return False
+    return any(head in o or (len(o) > 3 and o in head) for o in facts.own)
+
+
+def claims(record, prompt: str) -> frozenset[str]:
+    """The prompt's words that name this adapter (:func:`name_words`): an adapter claiming no
+    word a picked character does not ("Makima Eyes Inpaint" after "Makima | Chainsaw Man")
+    is about the same person again, an alternate rather than a pick."""
+    return _named(_facts(record), prompt)
+
+
+def may_fill(kind: str, phrase_row: int, taken: set[tuple[int, str]]) -> bool:
+    """Whether an alternate may fill K beside the picks ``taken`` as (phrase row, kind): only
+    as another kind of help for its phrase (a style beside an outfit), never the same
+    character twice nor a second adapter of the same kind for one phrase."""
+    return kind != "character" and (phrase_row, kind) not in taken
+
+
+def character_on_generic(record, phrase: str) -> bool:
+    """A character adapter bound to a phrase holding neither its name nor its title's noun
+    (the issue's precision failure, counted by the benchmark)."""
+    facts = _facts(record)
+    if facts.kind != "character":
+        return False
+    return not (facts.names | facts.title_nouns) & _text_words(phrase)
