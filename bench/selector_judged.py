@@ -71,16 +71,7 @@ def webui_picks(prompt: str, library) -> list:
     from pixtention.selector.select import select
     from pixtention.webui.args import WebuiArgs
 
-    args = WebuiArgs()
-    return select(
-        prompt,
-        library,
-        k=args.k,
-        clusters=args.clusters,
-        threshold=args.threshold,
-        per_phrase=args.per_phrase,
-        base_model="sd1",
-    )
+    return select(prompt, library, **WebuiArgs().select_options(), base_model="sd1")
 
 
 def judge_key(name: str, model_id: int | None) -> str:

@@ -188,16 +188,7 @@ def libraries(minilm, tmp_path_factory) -> Callable[[str], Library]:
 
 def webui_select(prompt: str, library: Library) -> list[Pick]:
     """select() as the WebUI calls it for an SD1.5 checkpoint, with its default settings."""
-    args = WebuiArgs()
-    return select(
-        prompt,
-        library,
-        k=args.k,
-        clusters=args.clusters,
-        threshold=args.threshold,
-        per_phrase=args.per_phrase,
-        base_model="sd1",
-    )
+    return select(prompt, library, **WebuiArgs().select_options(), base_model="sd1")
 
 
 def assert_bound(prompt: str, picks: list[Pick], wants: Mapping[str, str]) -> None:

@@ -119,6 +119,15 @@ class WebuiArgs:
     def applies_adapters(self) -> bool:
         return self.enabled and self.mode != "suggest"
 
+    def select_options(self) -> dict[str, Any]:
+        """The ``select()`` keywords these settings fix (the same for UI, API and benchmarks)."""
+        return {
+            "k": self.k,
+            "clusters": self.clusters,
+            "threshold": self.threshold,
+            "per_phrase": self.per_phrase,
+        }
+
     def to_values(self) -> list[Any]:
         """The positional list in API order, with pins/exclude as the UI's text."""
         values = []

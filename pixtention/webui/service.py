@@ -219,11 +219,8 @@ class LibraryService:
             self.core.select(
                 prompt,
                 library,
-                k=args.k,
-                clusters=args.clusters,
+                **args.select_options(),
                 base_model=base_model,
-                per_phrase=args.per_phrase,
-                threshold=args.threshold,
                 exclude=tuple(args.exclude),
                 pins=pin_keys(library, args.pins[: args.k]),
                 mode=mode,
