@@ -166,13 +166,18 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="/tmp/toyworld-run/base", help="checkpoints, log, result")
     p.add_argument("--steps", type=int, default=1200, help="total steps (resume continues)")
-    p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--ground-weight", type=float, default=0.1)
     p.add_argument("--model-channels", type=int, default=32)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    return add_run_arguments(p)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags every toy-world training script shares (batch, grounding loss, seed, log)."""
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--ground-weight", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--checkpoint-every", type=int, default=100)
     return p
 
 

@@ -24,7 +24,12 @@ import torch
 from bench.toyworld.lora import LoRA, kohya_header, lora_targets, save_kohya
 from bench.toyworld.model import BASE_FIXTURE, load_fixture
 from bench.toyworld.scenes import CONCEPTS, concept_scene
-from bench.toyworld.train_base import single_thread, step_seed, training_loss
+from bench.toyworld.train_base import (
+    add_run_arguments,
+    single_thread,
+    step_seed,
+    training_loss,
+)
 
 # Each card's steps and lr are what its committed fixture was trained with (150 steps at 1e-3
 # left stripes faint and no checker at all).
@@ -122,14 +127,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default=str(BASE_FIXTURE), help="base fixture to train against")
     p.add_argument("--out", default="/tmp/toyworld-run/loras")
     p.add_argument("--steps", type=int, help="default: the concept's card")
-    p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--alpha", type=float, default=4.0)
     p.add_argument("--lr", type=float, help="default: the concept's card")
-    p.add_argument("--ground-weight", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=10)
-    return p
+    return add_run_arguments(p)
 
 
 def main(argv: list[str] | None = None) -> None:
