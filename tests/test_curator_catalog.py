@@ -7,7 +7,9 @@ import sqlite3
 
 import pytest
 
-from pixtention.curator.catalog import SCHEMA_VERSION, Catalog, is_corruption
+from pixtention.curator.catalog import Catalog
+from pixtention.curator.catalog_file import is_corruption
+from pixtention.curator.catalog_schema import SCHEMA_VERSION
 from pixtention.curator.store import StoreError
 
 
@@ -72,7 +74,7 @@ def test_garbage_file_is_classified_as_corruption(tmp_path):
 
 def test_schema_1_catalog_is_migrated_in_place(tmp_path):
     """A store written before snapshot rows knew their file keeps its rows (path NULL)."""
-    from pixtention.curator.catalog import MIGRATIONS
+    from pixtention.curator.catalog_schema import MIGRATIONS
 
     path = tmp_path / "c.sqlite"
     conn = sqlite3.connect(path)

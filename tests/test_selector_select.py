@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pixtention.curator.adapter_rows import adapter_record
 from pixtention.curator.documents import build_document
 from pixtention.curator.embedder import EmbedderError, TransformersEmbedder
-from pixtention.curator.indexer import adapter_record
 from pixtention.curator.library import Library
 from pixtention.library.info import (
     AdapterFile,

@@ -17,51 +17,19 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import stat
-import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pixtention.curator.keywords import SCHEMA as KEYWORD_SCHEMA
-from pixtention.curator.store import CATALOG_COMPANIONS, StoreError, clear_away
-
-SCHEMA_VERSION = 3
-
-# Migration N brings a catalog from schema N-1 to N. Append, never edit, once released.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        """CREATE TABLE files (
-            path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-            sidecars TEXT NOT NULL, fingerprint TEXT, status TEXT NOT NULL, error TEXT)""",
-        """CREATE TABLE adapters (
-            path BLOB PRIMARY KEY, fingerprint TEXT NOT NULL, name TEXT NOT NULL,
-            title TEXT NOT NULL, base_family TEXT NOT NULL, base_variant TEXT,
-            kind TEXT NOT NULL, rank INTEGER, preview BLOB NOT NULL,
-            info TEXT NOT NULL, record TEXT NOT NULL, doc_digest TEXT NOT NULL)""",
-        "CREATE INDEX adapters_document ON adapters (fingerprint, doc_digest)",
-        "CREATE INDEX adapters_name ON adapters (name)",
-        """CREATE TABLE captions (
-            fingerprint TEXT NOT NULL, captioner TEXT NOT NULL, caption TEXT NOT NULL,
-            PRIMARY KEY (fingerprint, captioner))""",
-        """CREATE TABLE embeddings (
-            fingerprint TEXT NOT NULL, embedder TEXT NOT NULL, doc_digest TEXT NOT NULL,
-            vector BLOB NOT NULL, PRIMARY KEY (fingerprint, embedder, doc_digest))""",
-        """CREATE TABLE clusters (
-            id INTEGER PRIMARY KEY, label TEXT NOT NULL, size INTEGER NOT NULL)""",
-        """CREATE TABLE snapshot (
-            row INTEGER PRIMARY KEY, cluster INTEGER NOT NULL, record TEXT NOT NULL)""",
-    ),
-    # 2: snapshot rows know their file, so a publish can replace only the rows that changed.
-    2: (
-        "ALTER TABLE snapshot ADD COLUMN path BLOB",
-        "CREATE INDEX snapshot_path ON snapshot (path)",
-    ),
-    # 3: the full-text keyword index (SQLite FTS5), see pixtention.curator.keywords.
-    3: KEYWORD_SCHEMA,
-}
-
+from pixtention.curator.catalog_file import (
+    CatalogCorrupt,
+    check_for_reader,
+    is_read_only,
+    prepare_for_writer,
+    sqlite_uri,
+)
+from pixtention.curator.catalog_schema import MIGRATIONS, SCHEMA_VERSION
+from pixtention.curator.store import StoreError
 
 # Adapters joined with their vector for one embedder (``?``) and their current document.
 _CURRENT_VECTORS = (
@@ -86,79 +54,6 @@ def display_text(text: str | None) -> str | None:
     if text is None:
         return None
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-class CatalogCorrupt(sqlite3.DatabaseError):
-    """A damage PixTention found itself (a failed ``quick_check``, garbage schema metadata)."""
-
-
-def is_corruption(exc: sqlite3.Error) -> bool:
-    """True when SQLite says the file itself is damaged (not locked, not out of space)."""
-    text = str(exc).lower()
-    return isinstance(exc, CatalogCorrupt) or (
-        isinstance(exc, sqlite3.DatabaseError)
-        and ("malformed" in text or "not a database" in text or "corrupt" in text)
-    )
-
-
-def is_disk_full(exc: sqlite3.Error) -> bool:
-    return "full" in str(exc).lower()
-
-
-def is_read_only(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "readonly" in text or "read-only" in text or "unable to open" in text
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    return "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-
-
-def prepare_for_writer(path: Path) -> list[str]:
-    """Clear links and folders squatting on the catalog's or its companions' names (the writer
-    then opens a real file), and say what was done. An empty catalog is said, then rebuilt."""
-    notes = []
-    for name in (path.name, *(path.name + extra for extra in CATALOG_COMPANIONS)):
-        candidate = path.with_name(name)
-        try:
-            info = os.lstat(candidate)
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(info.st_mode):
-            notes.append(clear_away(candidate, f"catalog file ({_kind(info.st_mode)})"))
-        elif name == path.name and info.st_size == 0:
-            notes.append(f"catalog {path} was empty (0 bytes); rebuilding the index")
-    return notes
-
-
-def check_for_reader(path: Path) -> None:
-    """Raise :class:`StoreError` (one line) unless the catalog can be read as it is."""
-    repair = "run `python -m pixtention index FOLDER` to set it aside and rebuild"
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise StoreError(
-            f"no index at {path.parent}: run `python -m pixtention index FOLDER` first"
-        ) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise StoreError(f"catalog {path} is {_kind(info.st_mode)}, not read; {repair}")
-    if info.st_size == 0:
-        raise StoreError(f"catalog {path} is empty (0 bytes); {repair}")
-    for extra in CATALOG_COMPANIONS:
-        companion = path.with_name(path.name + extra)
-        try:
-            mode = os.lstat(companion).st_mode
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(mode):
-            raise StoreError(f"catalog companion {companion} is {_kind(mode)}, not read; {repair}")
-
-
-def _uri(path: Path, **params: str) -> str:
-    quoted = urllib.parse.quote(os.fsencode(os.path.abspath(path)), safe="/")
-    return f"file:{quoted}?" + "&".join(f"{k}={v}" for k, v in params.items())
 
 
 def _column(name: str, value: object) -> object:
@@ -210,7 +105,9 @@ class Catalog:
     def _connect_reader(path: Path) -> sqlite3.Connection:
         """Read-only; on a store nobody can write (read-only disk), ``immutable`` (SQLite then
         needs no ``-shm`` file, which it could not create there)."""
-        conn = sqlite3.connect(_uri(path, mode="ro"), uri=True, timeout=30.0, isolation_level=None)
+        conn = sqlite3.connect(
+            sqlite_uri(path, mode="ro"), uri=True, timeout=30.0, isolation_level=None
+        )
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return conn
@@ -220,7 +117,7 @@ class Catalog:
             if writable or not is_read_only(exc):
                 raise
         return sqlite3.connect(
-            _uri(path, mode="ro", immutable="1"), uri=True, timeout=30.0, isolation_level=None
+            sqlite_uri(path, mode="ro", immutable="1"), uri=True, timeout=30.0, isolation_level=None
         )
 
     def close(self) -> None:

@@ -19,23 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixtention.curator import keywords
+from pixtention.curator.adapter_rows import adapter_columns
 from pixtention.curator.captioner import Captioner, CaptionerError, make_captioner
-from pixtention.curator.catalog import (
-    Catalog,
-    CatalogCorrupt,
-    is_corruption,
-    is_disk_full,
-    is_read_only,
-)
-from pixtention.curator.documents import Document, build_document, document_digest
+from pixtention.curator.catalog import Catalog
+from pixtention.curator.catalog_file import CatalogCorrupt, is_corruption, store_write_error
 from pixtention.curator.embedder import Embedder, make_embedder
-from pixtention.curator.kinds import classify_record
 from pixtention.curator.precision import embed_bulk
 from pixtention.curator.progress import Cancel, Cancelled, ProgressCallback, Reporter
 from pixtention.curator.publish import Publisher, repair_snapshot_meta
-from pixtention.curator.records import AdapterRecord
 from pixtention.curator.scan import ScannedFile, scan_folder
-from pixtention.curator.serial import info_from_json, info_to_json, record_to_json
+from pixtention.curator.serial import info_from_json
 from pixtention.curator.store import (
     CATALOG_NAME,
     WRITE_ERRNOS,
@@ -51,7 +44,6 @@ from pixtention.curator.store import (
 from pixtention.library.confine import Skipped, library_roots, resolve_beside
 from pixtention.library.display import clean_text, terminal_safe
 from pixtention.library.errors import LibraryError
-from pixtention.library.info import AdapterInfo
 
 log = logging.getLogger("pixtention.curator")
 if not log.handlers:  # the host (CLI, WebUI) decides where messages go
@@ -90,49 +82,6 @@ class IndexReport:
         data = dataclasses.asdict(self)
         data["problems"] = [{"path": p, "error": e} for p, e in self.problems]
         return data
-
-
-def adapter_record(info: AdapterInfo, doc: Document) -> AdapterRecord:
-    """The selector's view of one adapter (id and cluster are set when a snapshot is made)."""
-    meta = info.metadata
-    record = AdapterRecord(
-        id=-1,
-        name=meta.name,
-        path=info.file.path,
-        fingerprint=info.file.fingerprint,
-        short_hash=info.hashes.autov2 if info.hashes is not None else None,
-        title=doc.fields.get("title", meta.title),
-        category=doc.kind,
-        base_family=info.base_model.family,
-        base_variant=info.base_model.variant,
-        kind=info.layout.kind,
-        rank=info.layout.rank,
-        triggers=doc.triggers,
-        preferred_weight=meta.preferred_weight,
-        weight_source=meta.weight_source,
-        tags=tuple(meta.tags),
-        document=doc.text,
-        fields=dict(doc.fields),
-    )
-    return dataclasses.replace(record, concept_kind=classify_record(record))
-
-
-def _adapter_columns(info: AdapterInfo, caption: str | None) -> dict[str, object]:
-    doc = build_document(info, [caption] if caption else ())
-    record = adapter_record(info, doc)
-    return {
-        "fingerprint": info.file.fingerprint,
-        "name": info.metadata.name,
-        "title": record.title,
-        "base_family": info.base_model.family,
-        "base_variant": info.base_model.variant,
-        "kind": info.layout.kind,
-        "rank": info.layout.rank,
-        "preview": info.metadata.previews[0] if info.metadata.previews else "",
-        "info": info_to_json(info),
-        "record": record_to_json(record),
-        "doc_digest": document_digest(doc.text),
-    }
 
 
 class _Run:
@@ -276,7 +225,7 @@ class _Run:
         caption = self.cat.caption_for(fp, cap_id) if cap_id else None
         self.skipped_links.extend(info.metadata.skipped)
         try:
-            columns = _adapter_columns(info, caption)
+            columns = adapter_columns(info, caption)
         except ValueError as exc:  # a record over the JSON bound: a bug, kept out of the store
             self.cat.put_file(f.path, f.size, f.mtime_ns, f.sidecars, None, f"not indexed: {exc}")
             return 0
@@ -315,7 +264,7 @@ class _Run:
                 for path, info_json in cat.adapters_with([fp for fp, _ in batch]):
                     info = info_from_json(info_json)
                     caption = cat.caption_for(info.file.fingerprint, captioner.id)
-                    cat.put_adapter(path, _adapter_columns(info, caption))
+                    cat.put_adapter(path, adapter_columns(info, caption))
                 cat.bump_version()
             self.captioned += sum(1 for t in texts if t)
             self.reporter.update(min(start + CAPTION_BATCH, len(pending)), len(pending))
@@ -418,7 +367,7 @@ def index_folder(
             summary = _summary(store)
             write_checked(store)
     except sqlite3.OperationalError as exc:
-        raise _store_error(store, exc) from exc
+        raise store_write_error(store, exc) from exc
     except OSError as exc:
         if exc.errno in WRITE_ERRNOS:
             raise write_error(store, exc) from exc
@@ -464,21 +413,6 @@ def _run_with_rebuild(
                 raise
             run._say(set_aside(store / CATALOG_NAME, str(exc)))
     raise AssertionError("unreachable")
-
-
-def _store_error(store: Path, exc: sqlite3.OperationalError) -> StoreError:
-    """One line for SQLite refusing to write: disk full, read-only, or another failure."""
-    if is_disk_full(exc):
-        return StoreError(
-            f"cannot write the store {store}: {exc} (disk full?); the index keeps its last "
-            "good state — free some space and index again"
-        )
-    if is_read_only(exc):
-        return StoreError(
-            f"cannot write the store {store}: {exc} (read-only or not yours?); the index is "
-            "unchanged — fix the permissions or choose another store folder"
-        )
-    return StoreError(f"cannot write the store {store}: {exc}; the index keeps its last state")
 
 
 def _summary(store: Path) -> dict:

@@ -20,7 +20,8 @@ import faiss
 import numpy as np
 
 from pixtention.curator import clusters as clustering
-from pixtention.curator.catalog import Catalog, check_for_reader, is_corruption
+from pixtention.curator.catalog import Catalog
+from pixtention.curator.catalog_file import check_for_reader, is_corruption
 from pixtention.curator.documents import document_digest
 from pixtention.curator.embedder import Embedder, EmbedderError, make_embedder
 from pixtention.curator.precision import autocast_cpu, native_dtype
