@@ -24,6 +24,7 @@ from pathlib import Path
 from pixtention.curator.catalog_file import (
     CatalogCorrupt,
     check_for_reader,
+    display_text,
     is_read_only,
     prepare_for_writer,
     sqlite_uri,
@@ -44,16 +45,6 @@ def encode_path(path: str) -> bytes:
 
 def decode_path(blob: bytes) -> str:
     return os.fsdecode(blob)
-
-
-def display_text(text: str | None) -> str | None:
-    """Text for a convenience column: surrogate-escaped bytes become U+FFFD (SQLite needs UTF-8).
-
-    Exact values (paths, names) live in the JSON columns, which escape them losslessly.
-    """
-    if text is None:
-        return None
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _column(name: str, value: object) -> object:

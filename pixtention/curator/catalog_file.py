@@ -13,6 +13,15 @@ from pathlib import Path
 from pixtention.curator.store import CATALOG_COMPANIONS, StoreError, clear_away
 
 
+def display_text(text: str | None) -> str | None:
+    """Text SQLite can store (UTF-8): lone surrogates — bytes of a file name that are not UTF-8 —
+    become U+FFFD. For convenience and search columns; exact values (paths, names) live in the
+    JSON columns, which escape them losslessly."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 class CatalogCorrupt(sqlite3.DatabaseError):
     """A damage PixTention found itself (a failed ``quick_check``, garbage schema metadata)."""
 

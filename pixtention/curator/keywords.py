@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pixtention.curator.catalog_file import display_text
 from pixtention.curator.serial import info_from_json
 from pixtention.library.civitai import from_sidecar
 from pixtention.library.html_text import html_to_text
@@ -65,11 +66,6 @@ class KeywordText:
     name: str
     tags: str
     body: str
-
-
-def as_utf8(text: str) -> str:
-    """SQLite needs UTF-8: lone surrogates (bytes of a file name that are not UTF-8) become U+FFFD."""
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _join(parts: Iterable[object], limit: int, sep: str = "\n") -> str:
@@ -123,7 +119,7 @@ def keyword_text(info_json: str, root: str | None) -> KeywordText:
     name = _join([meta.title, stem, *names, *meta.folders], FIELD_CHARS)
     tag_text = _join([*meta.tags, *meta.triggers, *tags], FIELD_CHARS, ", ")
     body = _join([meta.description, *texts, meta.notes, *meta.example_prompts], BODY_CHARS)
-    return KeywordText(*(as_utf8(t) for t in (name, tag_text, body)))
+    return KeywordText(*(display_text(t) for t in (name, tag_text, body)))
 
 
 def needs_sync(cat: Catalog) -> bool:

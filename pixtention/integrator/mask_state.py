@@ -36,6 +36,10 @@ class MaskState:
         self.positions = [tuple(tuple(p) for p in per_image) for per_image in positions]
         # adapters serving the whole image: mask 1 where present, outside the competition
         self.everywhere = tuple(everywhere) or (False,) * len(self.positions)
+        # [images, K]: 1 where the adapter's phrase is in that image's prompt (known up front)
+        self._present = torch.tensor(
+            [[float(bool(per_image[i])) for per_image in self.positions] for i in range(images)]
+        ).reshape(images, len(self.positions))
         self.images = images
         self.total_steps = total_steps
         self.step = -1
@@ -161,11 +165,9 @@ class MaskState:
         if self.grid is None:
             fill = 1.0 if self.config.warmup == "global" else 0.0
             out = torch.full((len(images), self.count, size[0] * size[1]), fill)
-            for k, whole in enumerate(self.everywhere):
-                if whole:  # a style is on from the first step, where its image has it
-                    out[:, k] = torch.tensor([float(bool(self.positions[k][i])) for i in images])[
-                        :, None
-                    ]
+            whole = [k for k, w in enumerate(self.everywhere) if w]
+            if whole:  # a style is on from the first step, where its image has it
+                out[:, whole] = self._present[list(images)][:, whole, None]
             return out
         resized = maskmath.resize(self.grid, size, hard=self.hard)
         return resized[torch.tensor(list(images))].flatten(2)

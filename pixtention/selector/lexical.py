@@ -15,13 +15,14 @@ import math
 import os
 import sqlite3
 import threading
-import urllib.parse
 import weakref
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from pixtention.curator import keywords
+from pixtention.curator.catalog_file import display_text, sqlite_uri
 from pixtention.curator.records import AdapterRecord
 from pixtention.curator.store import CATALOG_NAME
 from pixtention.selector.retrieval import idf_with_prior
@@ -48,7 +49,7 @@ def _record_row(record: AdapterRecord) -> tuple[str, str, str]:
         dict.fromkeys(x for x in (record.title, record.name, fields.get("folders")) if x)
     )
     tags = ", ".join(dict.fromkeys((*record.tags, *record.triggers)))
-    return keywords.as_utf8(name), keywords.as_utf8(tags), keywords.as_utf8(record.document)
+    return display_text(name), display_text(tags), display_text(record.document)
 
 
 def _memory_index(rows: Iterable[tuple[str, str, str]]) -> sqlite3.Connection:
@@ -68,8 +69,7 @@ def _memory_index(rows: Iterable[tuple[str, str, str]]) -> sqlite3.Connection:
 def _store_index(store: os.PathLike[str], records: Sequence[AdapterRecord]):
     """(connection, row id → record id) over the store's keyword index, or None when the store
     has none (indexed before it existed) or cannot be read."""
-    path = os.path.abspath(os.path.join(store, CATALOG_NAME))
-    uri = f"file:{urllib.parse.quote(os.fsencode(path), safe='/')}?mode=ro"
+    uri = sqlite_uri(Path(store) / CATALOG_NAME, mode="ro")
     try:
         conn = sqlite3.connect(
             uri, uri=True, timeout=30.0, check_same_thread=False, isolation_level=None

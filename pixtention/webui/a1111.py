@@ -243,7 +243,7 @@ def _gated(pick: Any, mapped: Any, positions: tuple[tuple[int, ...], ...]) -> An
         mapped,
         weight=float(pick.weight),
         positions=positions,
-        everywhere=getattr(pick, "scope", "phrase") == "prompt",  # a style: the whole image
+        everywhere=pick.scope == "prompt",  # a style or a hub: the whole image
     )
 
 
