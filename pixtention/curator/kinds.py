@@ -157,5 +157,6 @@ def classify_record(record) -> str:
 
 
 def kind_of(record) -> str:
-    """The stored kind, or the record classified now (a store indexed before kinds existed)."""
+    """The stored kind (records read from a store always have one, see ``serial``), or a record
+    built in memory without one classified now."""
     return getattr(record, "concept_kind", "") or classify_record(record)

@@ -17,6 +17,7 @@ import json
 import re
 from typing import Any
 
+from pixtention.curator.kinds import classify_record
 from pixtention.curator.records import AdapterRecord
 from pixtention.library.info import (
     AdapterFile,
@@ -98,4 +99,7 @@ def record_from_json(text: str, **override: Any) -> AdapterRecord:
     """An :class:`AdapterRecord` from its JSON; ``override`` sets e.g. id and cluster."""
     data = json.loads(text)
     data.update(override)
-    return _tuples(AdapterRecord, data)
+    record = _tuples(AdapterRecord, data)
+    if not record.concept_kind:  # stored before kinds existed: classified once, here
+        record = dataclasses.replace(record, concept_kind=classify_record(record))
+    return record
