@@ -95,9 +95,12 @@ def test_k_zero_says_so(store: Path, capsys) -> None:
 
 def test_nothing_above_the_threshold_names_the_threshold(store: Path, capsys) -> None:
     code, out, _ = run(capsys, "suggest", "a cat", "--store", str(store), "--threshold", "1")
-    assert code == 0 and out.strip() == (
+    first, *more = out.strip().splitlines()
+    assert code == 0 and first == (
         "no adapter fits this prompt (nothing scored above the threshold 1; --threshold lowers it)"
     )
+    # what is relevant is still listed, to pin from
+    assert more and more[0].startswith("also relevant, not applied") and "cat" in " ".join(more)
 
 
 def test_empty_folder_and_empty_index(tmp_path: Path, capsys, hash_models) -> None:

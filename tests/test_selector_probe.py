@@ -124,18 +124,21 @@ def test_a_budget_covering_the_library_scores_exactly_and_a_small_one_prunes() -
 def test_scores_do_not_depend_on_how_many_candidates_are_scored() -> None:
     """Most of the library is scored with one product over all of it, a few candidates by
     copying their rows; both paths give every candidate the same score and bound phrase."""
-    import importlib
+    from pixtention.selector import candidates
+    from pixtention.selector.prompt import parse_prompt
+    from pixtention.selector.query import embed_query
+    from pixtention.selector.select import DEFAULT_SCORING
 
-    module = importlib.import_module("pixtention.selector.select")
     library = _library(400)
-    index, scoring = module.lexical_index(library), module.DEFAULT_SCORING
-    parsed = module.parse_prompt("a knight in armor, neon city, watercolor dragon")
-    query = module.embed_query(parsed, library, index, scoring)
+    index, scoring = candidates.lexical_index(library), DEFAULT_SCORING
+    query = embed_query(
+        parse_prompt("a knight in armor, neon city, watercolor dragon"), library, index, scoring
+    )
     lexical = index.scores(query.terms, scoring.column_weights, scoring.prior_docs, 1024)
     many = np.arange(300)  # more than half the library: the whole-library product
     few = many[::7]  # the copied rows
-    a = module._score(query, library, many, lexical, module.DEFAULT_SCORING)
-    b = module._score(query, library, few, lexical, module.DEFAULT_SCORING)
+    a = candidates.score_ids(query, library, many, lexical, scoring)
+    b = candidates.score_ids(query, library, few, lexical, scoring)
     np.testing.assert_allclose(a.score[::7], b.score, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(a.phrase[::7], b.phrase)
     reference = query.vectors @ library.vectors[few].T  # an independent numpy product

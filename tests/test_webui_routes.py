@@ -37,6 +37,9 @@ def test_status_suggest_adapters_clusters(tiny_library):  # noqa: F811
         "redcar": "a red sports car",
     }
     assert all(isinstance(p["score"], float) and p["triggers"] for p in picks)
+    ranked = answer.json()["suggestions"]  # the most relevant adapters, picked or not
+    assert {"tabbycat", "redcar"} <= {s["name"] for s in ranked}
+    assert [s["score"] for s in ranked] == sorted((s["score"] for s in ranked), reverse=True)
     adapters = client.get("/pixtention/v1/adapters", params={"limit": 2}).json()
     assert adapters["total"] == len(THEMES) and len(adapters["adapters"]) == 2
     named = client.get("/pixtention/v1/adapters", params={"name": "CAR"}).json()

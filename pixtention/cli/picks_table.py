@@ -80,8 +80,37 @@ def evidence_lines(picks: Sequence[Any]) -> list[str]:
     return lines
 
 
-def table(picks: Sequence[Any], completed_prompt: str) -> str:
-    """The whole ``suggest`` output for a non-empty list of picks."""
-    lines = pick_rows(picks) + evidence_lines(picks)
+def _suggestion(s: Any) -> str:
+    return f"{terminal_safe(s.name)} {s.score:.2f}" + (
+        f" ({s.concept_kind})" if s.concept_kind else ""
+    )
+
+
+def more_lines(more: Sequence[Any]) -> list[str]:
+    """Relevant adapters that were not picked (``select.rank``), for the user to pin."""
+    if not more:
+        return []
+    text = "also relevant, not applied (--pin NAME to use one): "
+    text += ", ".join(_suggestion(s) for s in more)
+    return textwrap.wrap(text, WIDTH, subsequent_indent="  ")
+
+
+def ranked_rows(ranked: Sequence[Any]) -> list[str]:
+    """``suggest --ranked``: one line per suggestion, best first."""
+    (_, name_w), (_, phrase_w) = _COLUMNS[:2]
+    header = f"{'#':>2}  {'adapter':<{name_w}} {'score':>5}  {'kind':<10} {'phrase':<{phrase_w}}"
+    lines = [header, "-" * len(header)]
+    for i, s in enumerate(ranked, 1):
+        lines.append(
+            f"{i:>2}  {_cell(s.name, name_w):<{name_w}} {s.score:>5.2f}  "
+            f"{_cell(s.concept_kind or '?', 10):<10} {_cell(s.phrase or '(whole prompt)', phrase_w)}"
+        )
+    return [line.rstrip() for line in lines]
+
+
+def table(picks: Sequence[Any], completed_prompt: str, more: Sequence[Any] = ()) -> str:
+    """The whole ``suggest`` output for a non-empty list of picks (and the relevant adapters
+    not picked, ``more``)."""
+    lines = pick_rows(picks) + evidence_lines(picks) + more_lines(more)
     lines += ["", "prompt with triggers:", terminal_safe(completed_prompt)]
     return "\n".join(lines)

@@ -13,6 +13,8 @@ import sys
 
 from pixtention.cli import defaults, stores
 
+MORE = 5  # relevant adapters listed under the picks, not applied (pin one to use it)
+
 
 def _why_none(args: argparse.Namespace) -> str:
     """Why ``select`` returned no pick (the prompt and the index are known to be non-empty)."""
@@ -63,22 +65,25 @@ def _suggest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from pixtention.selector.select import select
+    from pixtention.selector.select import rank, select
     from pixtention.selector.triggers import apply_picks
 
+    ranking = dict(
+        clusters=args.clusters if args.clusters > 0 else None,
+        budget=defaults.resolve(args.budget),
+        base_model=args.base_model,
+        exclude=args.exclude,
+    )
     try:
         picks = select(
             args.prompt,
             library,
             k=args.k,
-            clusters=args.clusters if args.clusters > 0 else None,
-            budget=defaults.resolve(args.budget),
-            base_model=args.base_model,
             per_phrase=args.per_phrase,
             threshold=args.threshold,
-            exclude=args.exclude,
             pins=args.pin,
             mode=args.mode,
+            **ranking,
         )
     except EmbedderError as exc:
         print(
@@ -90,16 +95,36 @@ def _suggest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"pixtention suggest: {exc}", file=sys.stderr)
         return 2
+    if args.ranked:
+        return _print_ranked(args, rank(args.prompt, library, **ranking, k=args.ranked))
     if args.json:
         if not picks:
             print(f"pixtention: {_why_none(args)}", file=sys.stderr)
         print(json.dumps([p.to_dict() for p in picks], ensure_ascii=False, indent=1))
-    elif not picks:
-        print(_why_none(args))
-    else:
-        from pixtention.cli.picks_table import table
+        return 0
+    from pixtention.cli.picks_table import more_lines, table
 
-        print(table(picks, apply_picks(args.prompt, picks)))
+    picked = {p.name for p in picks}
+    more = [
+        s for s in rank(args.prompt, library, **ranking, k=args.k + MORE) if s.name not in picked
+    ]
+    if not picks:
+        print("\n".join([_why_none(args), *more_lines(more[:MORE])]))
+    else:
+        print(table(picks, apply_picks(args.prompt, picks), more[:MORE]))
+    return 0
+
+
+def _print_ranked(args: argparse.Namespace, ranked: list) -> int:
+    """``--ranked N``: the N most relevant adapters, best first (what the user browses)."""
+    if args.json:
+        print(json.dumps([s.to_dict() for s in ranked], ensure_ascii=False, indent=1))
+    elif ranked:
+        from pixtention.cli.picks_table import ranked_rows
+
+        print("\n".join(ranked_rows(ranked)))
+    if not ranked:
+        print("pixtention: no adapter is relevant to this prompt", file=sys.stderr)
     return 0
 
 
@@ -167,5 +192,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--exclude", action="append", default=[], help="never pick this adapter")
     parser.add_argument("--pin", action="append", default=[], help="always pick this adapter")
     parser.add_argument("--embedder", default=None, help="embedding model the store must match")
-    parser.add_argument("--json", action="store_true", help="print the picks as a JSON list")
+    parser.add_argument(
+        "--ranked",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="list the N adapters most relevant to the prompt, best first, instead of the picks:"
+        " what to browse and --pin from (a character is picked only when the prompt names it,"
+        " but ranked whenever it is relevant)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the picks (or --ranked list) as a JSON list"
+    )
     parser.set_defaults(func=_suggest)

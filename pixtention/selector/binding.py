@@ -204,6 +204,12 @@ def _named(facts: _Facts, prompt: str) -> frozenset[str]:
     return facts.names & _text_words(prompt) or _triggered(facts, prompt)
 
 
+def adult_unasked(record, prompt: str) -> bool:
+    """An adult-tagged adapter for a prompt that is not adult and does not name it."""
+    facts = _facts(record)
+    return facts.adult and not (_named(facts, prompt) or ADULT_TAGS & _text_words(prompt))
+
+
 def scope_of(kind: str, from_tag: bool) -> str:
     """A style or hub serves the whole image, unless the user's own tag regionalises it."""
     return "prompt" if kind in GLOBAL_KINDS and not from_tag else "phrase"
@@ -233,7 +239,7 @@ def bind(
     facts = _facts(record)
     kind = facts.kind
     named = _named(facts, prompt)
-    if facts.adult and not (named or ADULT_TAGS & _text_words(prompt)):
+    if adult_unasked(record, prompt):
         return None
     text = phrases[best_row] if best_row >= 0 else ""
     phrase = _text_words(text)
@@ -271,6 +277,11 @@ def _title_says(facts: _Facts, phrase: str) -> bool:
     if head is None or head in _VAGUE_WORDS:
         return False
     return any(head in o or (len(o) > 3 and o in head) for o in facts.own)
+
+
+def title_names(record, phrase: str) -> bool:
+    """Whether the adapter's title or file name holds the phrase's head word."""
+    return _title_says(_facts(record), phrase)
 
 
 def claims(record, prompt: str) -> frozenset[str]:

@@ -43,6 +43,21 @@ class Alternate:
 
 
 @dataclass(frozen=True)
+class Suggestion:
+    """An adapter ranked for a prompt, for the user to browse and pin: ``select.rank`` lists
+    what is relevant, ``select.select`` decides what is applied (a character the prompt only
+    describes is suggested, never applied)."""
+
+    name: str
+    score: float
+    concept_kind: str
+    phrase: str  # the phrase it scores best on; "" when that is the prompt as a whole
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Pick:
     """An adapter chosen for a prompt, bound to the phrase it serves.
 

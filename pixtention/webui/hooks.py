@@ -22,6 +22,7 @@ from pixtention.webui.ui import BuiltUi, UiActions, build
 from pixtention.webui.views import status_html, suggestions_html
 
 ERROR_KEY = "PixTention error"
+MORE = 5  # relevant adapters listed under the picks, not applied
 
 
 def console(message: str) -> None:
@@ -80,14 +81,18 @@ class ScriptHooks:
             from pixtention.webui.a1111 import base_family
 
             family = base_family(model)
+        service = self.runtime.service
         try:
-            picks = self.runtime.service.suggest(prompt, args, base_model=family)
+            picks = service.suggest(prompt, args, base_model=family)
+            ranked = service.rank(prompt, args, base_model=family, k=args.k + MORE)
         except Exception as error:  # shown in the table: the user sees why nothing is suggested
             return suggestions_html(tab, prompt, [], note=f"Suggestions failed: {error}")
         note = ""
-        if self.runtime.service.library() is None:
+        if service.library() is None:
             note = "The library is not indexed yet."
-        return suggestions_html(tab, prompt, picks, note=note)
+        picked = {p.name for p in picks}
+        more = [s for s in ranked if s.name not in picked][:MORE]
+        return suggestions_html(tab, prompt, picks, note=note, more=more)
 
     def status_html(self) -> str:
         return status_html(self.runtime.service.status())

@@ -29,6 +29,7 @@ from pixtention.webui.service import LibraryService
 
 PREFIX = "/pixtention/v1"
 MAX_BODY = 1 << 20  # a suggest request is a prompt and a few settings
+RANKED = 10  # "suggestions" in a /suggest answer: the most relevant adapters, picked or not
 _SUGGEST_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pixtention-suggest")
 
 
@@ -132,10 +133,21 @@ def build_router(
             raise HTTPException(422, detail=str(error)) from None
         base_model = _base_model(body.get("base_model"))
         loop = asyncio.get_running_loop()
-        picks = await loop.run_in_executor(
-            _SUGGEST_POOL, lambda: service.suggest(prompt, args, base_model=base_model)
+        picks, ranked = await loop.run_in_executor(
+            _SUGGEST_POOL,
+            lambda: (
+                service.suggest(prompt, args, base_model=base_model),
+                service.rank(prompt, args, base_model=base_model, k=RANKED),
+            ),
         )
-        return _json_response({"prompt": prompt, "picks": [pick_dict(p) for p in picks]})
+        # "suggestions": the adapters most relevant to the prompt, best first (picked or not)
+        return _json_response(
+            {
+                "prompt": prompt,
+                "picks": [pick_dict(p) for p in picks],
+                "suggestions": [s.to_dict() for s in ranked],
+            }
+        )
 
     @router.get("/adapters")
     def adapters(

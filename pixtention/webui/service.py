@@ -47,6 +47,12 @@ class IndexStatus:
         return data
 
 
+def _rank(*args: Any, **kwargs: Any) -> Any:
+    from pixtention.selector.select import rank
+
+    return rank(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class Core:
     """The core entry points the glue calls, bound late so ``import`` stays cheap."""
@@ -54,6 +60,7 @@ class Core:
     index_folder: Callable[..., Any]
     open_library: Callable[..., Any]
     select: Callable[..., Any]
+    rank: Callable[..., Any] = _rank
 
     @classmethod
     def default(cls) -> Core:
@@ -224,6 +231,25 @@ class LibraryService:
                 exclude=tuple(args.exclude),
                 pins=pin_keys(library, args.pins[: args.k]),
                 mode=mode,
+            )
+        )
+
+    def rank(
+        self, prompt: str, args: WebuiArgs, *, base_model: str | None = None, k: int = 5
+    ) -> list[Any]:
+        """The ``k`` adapters most relevant to ``prompt`` that the settings do not exclude
+        (``select.rank``: shown to pin from, not applied); ``[]`` when there is no index yet."""
+        library = self.library()
+        if library is None or not prompt.strip():
+            return []
+        return list(
+            self.core.rank(
+                prompt[:MAX_QUERY_CHARS],
+                library,
+                k=k,
+                clusters=args.clusters,
+                base_model=base_model,
+                exclude=tuple(args.exclude),
             )
         )
 

@@ -15,8 +15,11 @@ from typing import Any
 from pixtention.webui.service import IndexStatus
 
 
-def suggestions_html(tab: str, prompt: str, picks: Sequence[Any], note: str = "") -> str:
-    """The live suggestion table for ``prompt`` (one row per pick, with its actions)."""
+def suggestions_html(
+    tab: str, prompt: str, picks: Sequence[Any], note: str = "", more: Sequence[Any] = ()
+) -> str:
+    """The live suggestion table for ``prompt`` (one row per pick, with its actions), then the
+    relevant adapters that were not picked (``more``, ``select.rank``), each with a Pin."""
     if not prompt.strip():
         body = '<p class="pixtention-empty">Type a prompt to see suggestions.</p>'
     elif not picks:
@@ -31,6 +34,8 @@ def suggestions_html(tab: str, prompt: str, picks: Sequence[Any], note: str = ""
         )
         if note:
             body += f'<p class="pixtention-note">{escape(note)}</p>'
+    if prompt.strip() and more:
+        body += _more(more)
     return (
         f'<div class="pixtention-suggestions" data-pixtention-tab="{escape(tab)}" '
         f'data-pixtention-prompt="{escape(prompt)}">{body}</div>'
@@ -70,6 +75,28 @@ def _row(pick: Any) -> str:
         f'<td class="pixtention-alternates" title="next ranked for this phrase">'
         f"{escape(alternates or '—')}</td>"
         f'<td class="pixtention-actions">{actions}</td></tr>'
+    )
+
+
+def _more(more: Sequence[Any]) -> str:
+    """Relevant adapters not applied (a character the prompt does not name, a phrase another
+    adapter took): pinning one applies it."""
+    items = "".join(
+        f'<li data-pixtention-row="{escape(s.name)}">{escape(s.name)} '
+        + (
+            f'<span class="pixtention-kind">{escape(s.concept_kind)}</span> '
+            if s.concept_kind
+            else ""
+        )
+        + f"{s.score:.2f} "
+        f'<button type="button" class="pixtention-action" data-pixtention-action="pin" '
+        f'data-pixtention-name="{escape(s.name)}" title="always use this adapter">Pin</button></li>'
+        for s in more
+    )
+    return (
+        '<div class="pixtention-more"><span title="relevant to the prompt but not applied; pin '
+        'one to use it">Also relevant, not applied:</span>'
+        f'<ul class="pixtention-more-list">{items}</ul></div>'
     )
 
 
