@@ -1,12 +1,18 @@
-"""Design §6.6 invariants on the real tiny ldm UNet: zero masks, full masks, disjoint masks,
-the cross-attention branch formula, and clean detach."""
+"""Design §6.6 invariants on the real tiny ldm UNet: zero masks, full masks, disjoint masks (for
+spatial and time-embedding adapters; cross-attention K/V ones in test_integrator_kv), and clean
+detach."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import pytest
 import torch
+import torch.nn.functional as F
+from ldm.modules.diffusionmodules.openaimodel import UNetModel
 
 from pixtention.integrator import GatedAdapter, MaskConfig, attach
+from tests.rig.unet import SD15_LAYOUT, rerandomise_zero_parameters
 from tests.test_integrator_rig import (
     GlobalReference,
     dense_adapter,
@@ -20,7 +26,7 @@ from tests.test_integrator_rig import (
 POS = ((2, 3),)
 
 
-def _gated(name, mapped, weight=1.0, positions=POS):
+def gated_adapter(name, mapped, weight=1.0, positions=POS) -> GatedAdapter:
     return GatedAdapter(name, mapped, weight, positions)
 
 
@@ -34,8 +40,8 @@ def _run(unet, adapters, masks, inputs, **config):
 def test_all_masks_zero_is_bit_identical_to_base(tiny_unet) -> None:
     inputs = unet_inputs()
     adapters = [
-        _gated("a", lowrank_adapter(tiny_unet, 1)),
-        _gated("b", dense_adapter(tiny_unet, 2, "full")),
+        gated_adapter("a", lowrank_adapter(tiny_unet, 1)),
+        gated_adapter("b", dense_adapter(tiny_unet, 2, "full")),
     ]
     with torch.no_grad():
         base = tiny_unet(*inputs)
@@ -64,7 +70,7 @@ def test_full_mask_equals_unmerged_global_and_merged(tiny_unet, kind: str) -> No
         with GlobalReference(tiny_unet, [(mapped, 0.8)]):
             reference = tiny_unet(*inputs)
         merged = merged_copy(tiny_unet, [(mapped, 0.8)])(*inputs)
-    gated = _run(tiny_unet, [_gated("a", mapped, 0.8)], torch.ones(1, 8, 8), inputs)
+    gated = _run(tiny_unet, [gated_adapter("a", mapped, 0.8)], torch.ones(1, 8, 8), inputs)
     assert (reference - base).abs().max() > 1e-3  # the adapter does something
     assert (gated - reference).abs().max() <= 1e-5
     assert torch.allclose(gated, merged, atol=1e-4)
@@ -81,7 +87,9 @@ def test_full_masks_of_two_adapters_add_like_global(tiny_unet) -> None:
     )
     with torch.no_grad(), GlobalReference(tiny_unet, [(a, 1.0), (b, 0.5)]):
         reference = tiny_unet(*inputs)
-    gated = _run(tiny_unet, [_gated("a", a), _gated("b", b, 0.5)], torch.ones(2, 8, 8), inputs)
+    gated = _run(
+        tiny_unet, [gated_adapter("a", a), gated_adapter("b", b, 0.5)], torch.ones(2, 8, 8), inputs
+    )
     assert (gated - reference).abs().max() <= 1e-5
 
 
@@ -98,16 +106,22 @@ def _record_layers(unet, names):
     return seen, handles
 
 
-def _regions(h: int, w: int) -> dict[str, torch.Tensor]:
-    """Boolean [h·w] masks of the four test regions on an h×w grid (row-major tokens)."""
+Region = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (row, column) centres → bool
+HALVES: dict[str, Region] = {
+    "a": lambda r, c: c < 0.5,
+    "b": lambda r, c: (r < 0.5) & (c >= 0.5) & (c < 0.75),
+    "c": lambda r, c: (r < 0.5) & (c >= 0.75),
+}
+
+
+def regions(h: int, w: int, spec: Mapping[str, Region] = HALVES) -> dict[str, torch.Tensor]:
+    """Boolean [h·w] masks of disjoint test regions on an h×w grid (row-major tokens), each a
+    predicate of the cell centre's (row, column) in [0, 1]; "none" is what no region covers."""
     r = ((torch.arange(h) + 0.5) / h)[:, None].expand(h, w)
     c = ((torch.arange(w) + 0.5) / w)[None, :].expand(h, w)
-    return {
-        "a": (c < 0.5).flatten(),
-        "b": ((r < 0.5) & (c >= 0.5) & (c < 0.75)).flatten(),
-        "c": ((r < 0.5) & (c >= 0.75)).flatten(),
-        "none": ((r >= 0.5) & (c >= 0.5)).flatten(),
-    }
+    out = {key: inside(r, c).flatten() for key, inside in spec.items()}
+    out["none"] = ~torch.stack(list(out.values())).any(0)
+    return out
 
 
 def test_disjoint_hard_masks_give_each_region_its_own_adapter(tiny_unet) -> None:
@@ -124,10 +138,10 @@ def test_disjoint_hard_masks_give_each_region_its_own_adapter(tiny_unet) -> None
         "b": lowrank_adapter(tiny_unet, 8, include=spatial, tucker=True),
         "c": dense_adapter(tiny_unet, 7, "lokr", include=spatial),
     }
-    grid = _regions(size, size)
+    grid = regions(size, size)
     masks = torch.stack([grid[k].view(size, size).float() for k in adapters])
     modules = dict(tiny_unet.named_modules())
-    gated = [_gated(k, mapped) for k, mapped in adapters.items()]
+    gated = [gated_adapter(k, mapped) for k, mapped in adapters.items()]
     with torch.no_grad(), attach(tiny_unet, gated, MaskConfig()) as session:
         session.set_masks(masks)
         seen, handles = _record_layers(tiny_unet, list(adapters["a"].targets))
@@ -147,14 +161,14 @@ def test_disjoint_hard_masks_give_each_region_its_own_adapter(tiny_unet) -> None
                 module._forward_hooks.update(saved)
             if out.dim() == 4:
                 flat = lambda v: v.flatten(2).transpose(1, 2)  # noqa: E731  [B, HW, C]
-                regions = _regions(*out.shape[-2:])
+                areas = regions(*out.shape[-2:])
             elif out.dim() == 3 and out.shape[1] > 1:
                 flat = lambda v: v  # noqa: E731
                 side = int(out.shape[1] ** 0.5)
-                regions = _regions(side, side)
+                areas = regions(side, side)
             else:
                 continue
-            for key, where in regions.items():
+            for key, where in areas.items():
                 expected = base
                 if key != "none":
                     expected = base + lowrank_output(module, inp, adapters[key].targets[name], 1.0)
@@ -166,88 +180,123 @@ def test_disjoint_hard_masks_give_each_region_its_own_adapter(tiny_unet) -> None
     assert checked > 100
 
 
-@pytest.mark.parametrize("path", ["dense", "token-sparse", "token-sparse-lowrank"])
-def test_cross_attention_follows_the_branch_formula(tiny_unet, monkeypatch, path: str) -> None:
-    """O = Σ m_k·attn(Q, K+ΔK_k, V+ΔV_k) + (1 − Σ m_k)·attn(Q, K, V), checked on soft masks:
-    everywhere (every query in every branch) and in small overlapping patches (each branch's
-    attention computed on its own queries only); with a dense second adapter, and with two
-    low-rank ones (their K/V formed inside one batched GEMM)."""
-    import pixtention.integrator.call_masks as call_masks_module
-    import pixtention.integrator.session as session_module
+def is_emb(name: str) -> bool:
+    return ".emb_layers." in name
 
-    calls = []
-    real = session_module.sparse_branches
-    monkeypatch.setattr(session_module, "sparse_branches", lambda *a: calls.append(1) or real(*a))
-    kv = lambda n: n.endswith("attn2.to_k") or n.endswith("attn2.to_v")  # noqa: E731
-    a = lowrank_adapter(tiny_unet, 8, include=kv, std=0.5)
-    if path == "token-sparse-lowrank":
-        b = lowrank_adapter(tiny_unet, 9, include=kv, std=0.3)
-    else:
-        b = dense_adapter(tiny_unet, 9, "full", include=kv, std=0.3)
-    x, t, ctx = unet_inputs(size=8)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 8), torch.linspace(0, 1, 8), indexing="ij")
-    masks = torch.stack([0.6 * xx, 0.4 * yy])
-    if path.startswith("token-sparse"):
-        monkeypatch.setattr(call_masks_module, "SPARSE_MIN_TOKENS", 0)
-        masks = torch.stack([0.6 * xx * (xx < 0.3), 0.4 * yy * (yy > 0.75) * (xx < 0.5)])
-    layer = "input_blocks.4.1.transformer_blocks.0.attn2"
+
+def test_disjoint_emb_adapters_gate_every_resblock_per_pixel(tiny_unet) -> None:
+    """ResBlock time-embedding adapters (``emb_layers``) with hard disjoint masks: in every
+    ResBlock the input of ``out_layers`` (where ldm adds ``emb_out`` broadcast over H×W) equals
+    ``in_layers(x) + emb_out + Δemb_k`` inside adapter k's region — what adapter k alone, applied
+    globally, gives there — and ``in_layers(x) + emb_out`` outside every region; exactly, per
+    pixel (``out_layers`` then normalises over the whole map, as with any adapter upstream)."""
+    size = 32
+    adapters = {
+        "a": lowrank_adapter(tiny_unet, 31, include=is_emb),
+        "b": lowrank_adapter(tiny_unet, 32, include=is_emb, rank=2),
+        "c": dense_adapter(tiny_unet, 33, "full", include=is_emb),
+    }
+    grid = regions(size, size)
+    masks = torch.stack([grid[k].view(size, size).float() for k in adapters])
     modules = dict(tiny_unet.named_modules())
-    attn = modules[layer]
+    blocks = [name.removesuffix(".emb_layers.1") for name in adapters["a"].targets]
+    seen: dict[str, dict[str, torch.Tensor]] = {block: {} for block in blocks}
     with (
         torch.no_grad(),
-        attach(tiny_unet, [_gated("a", a), _gated("b", b, 0.7)], MaskConfig()) as session,
+        attach(tiny_unet, [gated_adapter(k, m) for k, m in adapters.items()]) as session,
     ):
-        session.set_masks(masks, hard=False)
-        seen, handles = _record_layers(tiny_unet, [layer])
-        got = {}
-        handles.append(
-            attn.register_forward_hook(
-                lambda m, args, kwargs, out: got.update(
-                    x=args[0], ctx=kwargs.get("context"), out=out
+        session.set_masks(masks)
+        handles = []
+        for block, got in seen.items():
+            handles += [
+                modules[f"{block}.in_layers"].register_forward_hook(
+                    lambda m, args, out, got=got: got.update(h=out)
                 ),
-                with_kwargs=True,
-            )
-        )
+                modules[f"{block}.emb_layers"].register_forward_hook(
+                    lambda m, args, out, got=got: got.update(emb=args[0], emb_out=out)
+                ),
+                modules[f"{block}.out_layers"].register_forward_pre_hook(
+                    lambda m, args, got=got: got.update(gated=args[0])
+                ),
+            ]
         try:
-            tiny_unet(x, t, ctx)
+            tiny_unet(*unet_inputs(size=size))
         finally:
             for h in handles:
                 h.remove()
+        assert not session.warnings
+    assert len(seen) == 22
     with torch.no_grad():
-        xin, context, out = got["x"], got["ctx"], got["out"]
-        q = xin @ attn.to_q.weight.T
-        k = context @ attn.to_k.weight.T
-        v = context @ attn.to_v.weight.T
-        heads = attn.heads
+        for block, got in seen.items():
+            base = got["h"] + got["emb_out"][..., None, None]
+            linear = modules[f"{block}.emb_layers.1"]
+            for key, where in regions(*base.shape[-2:]).items():
+                expected = base
+                if key != "none":
+                    delta = lowrank_output(
+                        linear,
+                        F.silu(got["emb"]),
+                        adapters[key].targets[f"{block}.emb_layers.1"],
+                        1,
+                    )
+                    assert delta.abs().max() > 1e-3
+                    expected = base + delta[..., None, None]
+                got_flat, expected_flat = got["gated"].flatten(2), expected.flatten(2)
+                assert torch.allclose(got_flat[..., where], expected_flat[..., where], atol=1e-5), (
+                    block,
+                    key,
+                )
 
-        def attend(kk, vv):
-            b_, n, inner = q.shape
-            d = inner // heads
-            qh = q.view(b_, n, heads, d).permute(0, 2, 1, 3)
-            kh = kk.view(b_, -1, heads, d).permute(0, 2, 1, 3)
-            vh = vv.view(b_, -1, heads, d).permute(0, 2, 1, 3)
-            p = torch.softmax(torch.einsum("bhnd,bhtd->bhnt", qh, kh) / d**0.5, -1)
-            return torch.einsum("bhnt,bhtd->bhnd", p, vh).permute(0, 2, 1, 3).reshape(b_, n, inner)
 
-        m_level = (
-            torch.nn.functional.interpolate(
-                masks[None], size=(4, 4), mode="bilinear", align_corners=False
-            )[0]
-            .flatten(1)
-            .T
-        )  # [N, K]
-        branches = []
-        for mapped, weight in ((a, 1.0), (b, 0.7)):
-            dk = lowrank_output(attn.to_k, context, mapped.targets[f"{layer}.to_k"], weight)
-            dv = lowrank_output(attn.to_v, context, mapped.targets[f"{layer}.to_v"], weight)
-            branches.append(attend(k + dk, v + dv))
-        blended = (1 - m_level.sum(-1, keepdim=True)) * attend(k, v)
-        for i, branch in enumerate(branches):
-            blended = blended + m_level[:, i : i + 1] * branch
-        expected = attn.to_out(blended)
-    assert (expected - out).abs().max() <= 1e-5
-    assert (attn.to_out(attend(k, v)) - out).abs().max() > 1e-3  # the branches changed it
-    assert bool(calls) == path.startswith("token-sparse")
+def test_non_spatial_embeddings_are_gated_by_each_rows_mean_mask() -> None:
+    """The documented approximation, stated exactly: where a time-embedding delta has no
+    per-pixel add point — ResBlocks with ``use_scale_shift_norm`` (their ``emb_out`` scales and
+    shifts the normalised map) and the UNet's ``time_embed`` MLP — a layer's output is
+    ``base + Σ_k mean(m_k)·Δ_k``, the mean over the latent of the masks of *that row's image*
+    (uncond rows share their image's); each such ResBlock is named in ``session.warnings``."""
+    torch.manual_seed(0)
+    unet = UNetModel(
+        image_size=8,
+        model_channels=32,
+        context_dim=32,
+        num_head_channels=8,
+        use_scale_shift_norm=True,
+        **SD15_LAYOUT,
+    ).eval()
+    rerandomise_zero_parameters(unet, torch.Generator().manual_seed(0))
+    include = lambda n: is_emb(n) or n.startswith("time_embed.")  # noqa: E731
+    a = lowrank_adapter(unet, 34, include=include)
+    b = dense_adapter(unet, 35, "full", include=include)
+    masks = torch.zeros(2, 2, 8, 8)
+    masks[0, 0, :, :4] = 1  # image 0: a on half the latent, b on a quarter
+    masks[0, 1, :4, 4:] = 1
+    masks[1, 0, :2, :] = 1  # image 1: a on a quarter, b nowhere
+    means = masks.mean((2, 3))[[0, 1, 0, 1]]  # rows: cond 0, cond 1, uncond 0, uncond 1
+    x, t, ctx = unet_inputs(batch=4)
+    adapters = [
+        gated_adapter("a", a, positions=POS * 2),
+        gated_adapter("b", b, 0.5, positions=POS * 2),
+    ]
+    modules = dict(unet.named_modules())
+    with torch.no_grad(), attach(unet, adapters) as session:
+        session.set_masks(masks)
+        seen, handles = _record_layers(unet, list(a.targets))
+        try:
+            unet(x, t, ctx)
+        finally:
+            for h in handles:
+                h.remove()
+        emb_warnings = [w for w in session.warnings if "mean mask" in w]
+    assert len(emb_warnings) == sum(is_emb(name) for name in a.targets) == 22
+    with torch.no_grad():
+        for name, (inp, out) in seen.items():
+            module = modules[name]
+            expected = module(inp)
+            for k, (mapped, weight) in enumerate(((a, 1.0), (b, 0.5))):
+                delta = lowrank_output(module, inp, mapped.targets[name], weight)
+                expected = expected + means[:, k : k + 1] * delta
+            assert torch.allclose(out, expected, atol=1e-5), name
+            assert not torch.allclose(out, module(inp), atol=1e-3), name
 
 
 def test_detach_removes_every_hook_also_on_exception(tiny_unet) -> None:
@@ -255,7 +304,7 @@ def test_detach_removes_every_hook_also_on_exception(tiny_unet) -> None:
     before = hook_count(tiny_unet)
     with torch.no_grad():
         base = tiny_unet(*inputs)
-    adapter = _gated("a", lowrank_adapter(tiny_unet, 10))
+    adapter = gated_adapter("a", lowrank_adapter(tiny_unet, 10))
     session = attach(tiny_unet, [adapter], MaskConfig(warmup="global"))
     with pytest.raises(RuntimeError, match="boom"), torch.no_grad(), session:
         assert hook_count(tiny_unet) > before
@@ -269,7 +318,7 @@ def test_detach_removes_every_hook_also_on_exception(tiny_unet) -> None:
 
 def test_a_failing_forward_inside_the_session_still_detaches(tiny_unet) -> None:
     x, t, ctx = unet_inputs()
-    adapter = _gated("a", lowrank_adapter(tiny_unet, 11))
+    adapter = gated_adapter("a", lowrank_adapter(tiny_unet, 11))
     with (
         pytest.raises(RuntimeError),
         torch.no_grad(),
@@ -288,8 +337,8 @@ def test_token_sparse_path_is_taken_and_matches_the_dense_path(tiny_unet, monkey
     monkeypatch.setattr(session_module, "add_sparse", lambda *a: calls.append(1) or real(*a))
     inputs = unet_inputs(size=16)
     adapters = [
-        _gated("a", lowrank_adapter(tiny_unet, 12)),
-        _gated("b", lowrank_adapter(tiny_unet, 13)),
+        gated_adapter("a", lowrank_adapter(tiny_unet, 12)),
+        gated_adapter("b", lowrank_adapter(tiny_unet, 13)),
     ]
     masks = torch.zeros(2, 16, 16)
     masks[0, :8, :8] = 0.7
@@ -314,8 +363,8 @@ def test_branch_keys_are_reused_only_while_the_context_repeats(tiny_unet, monkey
     real = branch_module.branch_inputs
     monkeypatch.setattr(branch_module, "branch_inputs", lambda *a: made.append(1) or real(*a))
     adapters = [
-        _gated("a", lowrank_adapter(tiny_unet, 14)),
-        _gated("b", lowrank_adapter(tiny_unet, 15)),
+        gated_adapter("a", lowrank_adapter(tiny_unet, 14)),
+        gated_adapter("b", lowrank_adapter(tiny_unet, 15)),
     ]
     masks = torch.zeros(2, 16, 16)
     masks[0, :, :5] = 0.8
