@@ -189,3 +189,32 @@ def test_editing_exclusions_or_k_refreshes_the_suggestions(served, browser):
         "() => document.querySelectorAll('[data-pixtention-row]').length === 1", timeout=30_000
     )
     page.close()
+
+
+def test_a_relevant_adapter_not_picked_is_listed_and_its_pin_applies_it(served, browser):
+    """With K=1 one of the two concepts is picked; the other is listed under the table as
+    relevant but not applied, and its Pin makes it the pick."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.add_init_script(path=str(ROOT / "javascript" / "pixtention.js"))
+    page.goto(served)
+    prompt = page.locator("#txt2img_prompt textarea")
+    prompt.wait_for(timeout=30_000)
+    page.get_by_text("PixTention", exact=True).first.click()
+    k = page.locator("#pixtention_txt2img_k input[type=number]")
+    k.fill("1")
+    k.dispatch_event("input")
+    prompt.click()
+    prompt.type("a tabby cat, a red sports car", delay=10)
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-pixtention-row]').length === 1", timeout=30_000
+    )
+    picked = page.locator("[data-pixtention-row]").first.get_attribute("data-pixtention-row")
+    (other,) = {"tabbycat", "redcar"} - {picked}
+    listed = page.locator(f'[data-pixtention-more="{other}"]')
+    listed.wait_for(timeout=30_000)
+    assert page.locator(f'[data-pixtention-more="{picked}"]').count() == 0
+    listed.locator('[data-pixtention-action="pin"]').click()
+    page.locator(f'[data-pixtention-row="{other}"]').wait_for(timeout=30_000)
+    pins = page.locator("#pixtention_txt2img_pins textarea, #pixtention_txt2img_pins input")
+    assert pins.first.input_value() == other
+    page.close()

@@ -82,7 +82,7 @@ def _more(more: Sequence[Any]) -> str:
     """Relevant adapters not applied (a character the prompt does not name, a phrase another
     adapter took): pinning one applies it."""
     items = "".join(
-        f'<li data-pixtention-row="{escape(s.name)}">{escape(s.name)} '
+        f'<li data-pixtention-more="{escape(s.name)}">{escape(s.name)} '
         + (
             f'<span class="pixtention-kind">{escape(s.concept_kind)}</span> '
             if s.concept_kind
