@@ -13,8 +13,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "LibraryError": "pixtention.library.errors",
     "select": "pixtention.selector.select",
+    "rank": "pixtention.selector.select",
     "open_library": "pixtention.curator.library",
     "Pick": "pixtention.selector.picks",
+    "Suggestion": "pixtention.selector.picks",
 }
 
 

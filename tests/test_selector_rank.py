@@ -94,3 +94,10 @@ def test_cli_ranked_json_and_the_table_line(store) -> None:
     assert data[0]["name"] == "knight_armor"
     table = _cli(KNIGHT, "--store", str(store), "--k", "1").stdout
     assert "also relevant, not applied" in table and "artoria" in table.split("also relevant")[1]
+
+
+def test_rank_is_public_beside_select(library) -> None:
+    import pixtention
+
+    assert pixtention.rank is rank and pixtention.select is select
+    assert isinstance(pixtention.rank(KNIGHT, library)[0], pixtention.Suggestion)
