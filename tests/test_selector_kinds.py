@@ -123,6 +123,18 @@ def test_adult_adapters_stay_off_plain_prompts() -> None:
     assert bind(suit, "sexy astronaut, space", ["sexy astronaut", "space"], 0) == 0
 
 
+def test_a_common_word_of_an_adult_outfit_or_style_does_not_ask_for_it() -> None:
+    dress = _record("Sexy Wedding Short Dress", ("clothing", "sexy"), ("SWSD",))
+    prompt, phrases = "a woman wearing a wedding dress in a church", ["a wedding dress"]
+    assert bind(dress, prompt, phrases, 0, plain=True) is None  # "wedding" is anyone's word
+    assert bind(dress, "a bride, swsd, in a church", ["swsd"], 0, plain=True) == 0  # its token
+    victorian = _record("Victorian Style", ("style", "sexy"))
+    assert bind(victorian, "a victorian mansion", ["a victorian mansion"], 0, plain=True) is None
+    # a character tagged "sexy" is still the one the prompt names
+    heroine = _record("Makima (Chainsaw Man)", ("character", "sexy"), ("makima",))
+    assert bind(heroine, "makima in an office", ["makima", "an office"], 0, plain=True) == 0
+
+
 def test_a_style_needs_a_phrase_asking_for_a_look() -> None:
     forest = _record("Magic Fantasy Forest", ("style", "fantasy"))
     assert bind(forest, "an elf in a forest", ["an elf", "a forest"], 1) is None
@@ -142,6 +154,16 @@ def test_an_adapter_of_people_is_not_bound_to_a_thing() -> None:
     village_girl = _record("Village girl", ("girl", "woman"))
     assert bind(village_girl, "a cottage in a village", ["a cottage", "a village"], 1) is None
     assert bind(village_girl, "a village girl", ["a village girl"], 0) == 0
+    # a trigger any prompt may hold does not ask for the person on the hood
+    car_girl = _record("Sports Cars with Girl on Hood", ("cars", "woman"), ("car",))
+    assert bind(car_girl, "a sports car on a road", ["a sports car"], 0, plain=True) is None
+    pose = _record("Sitting on person's back", ("concept",), ("crossed legs",))
+    prompt = "a girl sitting on a chair with crossed legs"
+    assert bind(pose, prompt, ["a girl", "sitting", "crossed legs"], 1, plain=True) is None
+    # a made-up trigger does ask for it, whatever its title's people
+    armor = _record("Knight in Shining Armor", ("clothing", "armor"), ("knightarmor",))
+    prompt = "a majestic knight, knightarmor on a horse"
+    assert bind(armor, prompt, ["a majestic knight", "knightarmor"], 1, plain=True) == 1
 
 
 def test_an_old_record_without_a_kind_is_classified_when_read() -> None:

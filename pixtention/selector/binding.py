@@ -120,6 +120,7 @@ class _Facts:
     adult: bool
     own: frozenset[str]  # words of its title and file name
     askable: tuple[str, ...]  # trigger items that, whole in a prompt, ask for it (_triggered)
+    distinct: tuple[str, ...]  # those no common phrase holds: a token or two words of its own
 
 
 _FACTS: dict[tuple, _Facts] = {}
@@ -140,7 +141,7 @@ def _derive(record) -> _Facts:
     kind = kind_of(record)
     title = set(words(record.title))
     texts = [record.title, re.sub(r"[_\-.]+", " ", record.name)]
-    askable = []
+    askable, distinct = [], []
     for item in trigger_items(record.triggers):
         item_words = words(item)
         token = any(map(is_gibberish_word, item_words))
@@ -149,6 +150,8 @@ def _derive(record) -> _Facts:
         own = set(item_words) - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS
         if token or (own and kind != "character"):
             askable.append(item)
+            if token or len(own) > 1 or any(map(_fused, own)):
+                distinct.append(item)
     found = {w for text in texts for w in words(text)} - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS
     names = frozenset(w for w in found if not _NOISE.match(w) and (len(w) > 2 or not w.isalpha()))
     tagged = {w for tag in record.tags for w in words(tag)}
@@ -164,7 +167,17 @@ def _derive(record) -> _Facts:
         adult=bool(ADULT_TAGS & (tagged | title)),
         own=frozenset(title | set(words(texts[1]))),
         askable=tuple(askable),
+        distinct=tuple(distinct),
     )
+
+
+_PARTS = tuple(w for w in GENERIC_WORDS | STYLE_WORDS if len(w) >= 3)
+
+
+def _fused(word: str) -> bool:
+    """A made-up word fusing a common one with more ("knightarmor", "neoncity"): no phrase
+    holds it by chance, unlike "car"."""
+    return len(word) >= 7 and any(len(word) - len(p) >= 3 and p in word for p in _PARTS)
 
 
 @functools.lru_cache(maxsize=512)
@@ -199,15 +212,29 @@ def _triggered(facts: _Facts, prompt: str) -> frozenset[str]:
     return frozenset()
 
 
+def _asked_distinctly(facts: _Facts, prompt: str) -> bool:
+    """The prompt holds one of its distinctive trigger items whole ("bubble tea challenge",
+    "ohwx"), not one any prompt may hold ("car", "crossed legs")."""
+    pieces = _pieces(prompt) if facts.distinct else ()
+    return any(contains_item(pieces, item) for item in facts.distinct)
+
+
 def _named(facts: _Facts, prompt: str) -> frozenset[str]:
     """The adapter's name words the prompt holds, else a trigger item's (:func:`_triggered`)."""
     return facts.names & _text_words(prompt) or _triggered(facts, prompt)
 
 
 def adult_unasked(record, prompt: str) -> bool:
-    """An adult-tagged adapter for a prompt that is not adult and does not name it."""
+    """An adult-tagged adapter for a prompt that is not adult and does not ask for it: a
+    character by its name (many are tagged "sexy"), anything else by a distinctive trigger — a
+    name word that is also a common word ("wedding" of "Sexy Wedding Short Dress", "victorian"
+    of a Victorian style tagged sexy) does not ask for it."""
     facts = _facts(record)
-    return facts.adult and not (_named(facts, prompt) or ADULT_TAGS & _text_words(prompt))
+    if not facts.adult or ADULT_TAGS & _text_words(prompt):
+        return False
+    if facts.kind == "character":
+        return not _named(facts, prompt)
+    return not _asked_distinctly(facts, prompt)
 
 
 def scope_of(kind: str, from_tag: bool) -> str:
@@ -243,7 +270,7 @@ def bind(
         return None
     text = phrases[best_row] if best_row >= 0 else ""
     phrase = _text_words(text)
-    asked = (named and kind == "character") or _triggered(facts, prompt)
+    asked = (named and kind == "character") or _asked_distinctly(facts, prompt)
     if facts.people and not asked and not PERSON_NOUNS & phrase:
         return None  # "Village girl" would paint a person where "a village" is
     if kind == "character":
