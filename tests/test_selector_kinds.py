@@ -128,6 +128,8 @@ def test_a_common_word_of_an_adult_outfit_or_style_does_not_ask_for_it() -> None
     prompt, phrases = "a woman wearing a wedding dress in a church", ["a wedding dress"]
     assert bind(dress, prompt, phrases, 0, plain=True) is None  # "wedding" is anyone's word
     assert bind(dress, "a bride, swsd, in a church", ["swsd"], 0, plain=True) == 0  # its token
+    sword = _record("Booba Sword", ("concept", "boobs", "sword"))
+    assert bind(sword, "a blacksmith forging a sword", ["forging a sword"], 0, True) is None
     victorian = _record("Victorian Style", ("style", "sexy"))
     assert bind(victorian, "a victorian mansion", ["a victorian mansion"], 0, plain=True) is None
     # a character tagged "sexy" is still the one the prompt names
@@ -138,8 +140,19 @@ def test_a_common_word_of_an_adult_outfit_or_style_does_not_ask_for_it() -> None
 def test_a_style_needs_a_phrase_asking_for_a_look() -> None:
     forest = _record("Magic Fantasy Forest", ("style", "fantasy"))
     assert bind(forest, "an elf in a forest", ["an elf", "a forest"], 1) is None
-    assert bind(forest, "an elf in a forest", ["an elf", "a forest"], 1, plain=True) == 1
+    # however plainly its description names the phrase: "the sea" asks for no underwater style
+    assert bind(forest, "an elf in a forest", ["an elf", "a forest"], 1, plain=True) is None
     assert bind(forest, "an elf, fantasy art", ["an elf", "fantasy art"], 1) == 1
+
+
+def test_a_pose_is_not_added_to_a_scene_without_people() -> None:
+    window = _record("By a large window", ("poses", "window"))
+    scene = "a cozy coffee shop interior, rainy window"
+    assert bind(window, scene, ["a cozy coffee shop interior", "rainy window"], 1, True) is None
+    posed = "a girl reading by a rainy window"
+    assert bind(window, posed, ["a girl reading", "a rainy window"], 1, plain=True) == 1
+    rider = _record("Motorcycle Rider", ("concept",))  # a rider is someone
+    assert bind(rider, "a motorcycle on a highway", ["a motorcycle"], 0, plain=True) is None
 
 
 def test_a_marginal_pick_must_be_named_by_its_title() -> None:

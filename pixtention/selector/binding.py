@@ -52,7 +52,7 @@ singer dancer ballerina priest priestess nun monk hero heroine villain goddess g
 catgirl foxgirl kitsune spaceman pilot chef farmer hunter archer assassin thief rogue paladin
 cleric necromancer barbarian gladiator viking spartan geisha miko cheerleader magician scientist
 detective sailor captain general ranger guard swordsman swordswoman shogun gyaru tomboy secretary
-waitress ronin raider guardian companion chan musume 1girl 1boy
+waitress ronin raider rider guardian companion chan musume 1girl 1boy
 """
 PERSON_NOUNS = frozenset(_PERSON_NOUNS.split())
 # Other words any prompt or title uses: creatures, clothes, colours, places, quality words.
@@ -97,9 +97,10 @@ _NOISE = re.compile(r"^(?:v\d[\w.]*|\d+(?:k|d|mb|px|s)?|sd\w*|xl|ver\d*|\w)$")
 
 _ADULT_TAGS = """
 bondage bdsm nipples pussy penis cum ahegao topless sexy nsfw hentai porn nude nudes naked sex
-r18 lewd fetish erotic ecchi futanari jav
+r18 lewd fetish erotic ecchi futanari jav boobs breasts
 """
 ADULT_TAGS = frozenset(_ADULT_TAGS.split())
+_POSE_TAGS = frozenset(("pose", "poses"))
 _HUB_REQUEST = re.compile(
     r"\b(?:add|more|extra|enhanced?|increased?)\s+(?:\w+\s+)?details?\b"
     r"|\bdetail\s*(?:tweaker|enhancer|slider)|\bdetailer\b|\btweaker\b|\benhancer\b"
@@ -117,6 +118,7 @@ class _Facts:
     names: frozenset[str]  # name_words()
     title_nouns: frozenset[str]  # what its title says it depicts (see name_row)
     people: frozenset[str]  # person nouns of its title
+    posed: bool  # tagged as a pose: it paints a person in that pose
     adult: bool
     own: frozenset[str]  # words of its title and file name
     askable: tuple[str, ...]  # trigger items that, whole in a prompt, ask for it (_triggered)
@@ -164,6 +166,7 @@ def _derive(record) -> _Facts:
         names=names,
         title_nouns=frozenset(nouns),
         people=frozenset(PERSON_NOUNS & title),
+        posed=bool(_POSE_TAGS & tagged),
         adult=bool(ADULT_TAGS & (tagged | title)),
         own=frozenset(title | set(words(texts[1]))),
         askable=tuple(askable),
@@ -273,6 +276,8 @@ def bind(
     asked = (named and kind == "character") or _asked_distinctly(facts, prompt)
     if facts.people and not asked and not PERSON_NOUNS & phrase:
         return None  # "Village girl" would paint a person where "a village" is
+    if facts.posed and not asked and not PERSON_NOUNS & _text_words(prompt):
+        return None  # a pose adds someone to a scene without people ("by a large window")
     if kind == "character":
         row = name_row(record, phrases, best_row)
         if row is None or plain or facts.title_nouns & _text_words(phrases[row]):
@@ -280,8 +285,8 @@ def bind(
         return None  # named, yet its description is about someone else ("Lisa" ≠ Mona Lisa)
     if kind == "hub" and not (named or asks_for_detail(phrases)):
         return None
-    if kind == "style" and not (named or plain or STYLE_WORDS & phrase):
-        return None  # "a forest" does not ask for a fantasy-forest art style
+    if kind == "style" and not (named or STYLE_WORDS & phrase):
+        return None  # "a forest" asks for no fantasy-forest art style, "the sea" no underwater one
     if kind != "style" and not (plain or _title_says(facts, text)):
         return None  # a marginal score, and its title names another thing than the phrase
     return best_row
