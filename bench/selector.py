@@ -16,7 +16,7 @@
    1k/10k/100k adapters (:mod:`bench.selector_latency`).
 
     python -m pixtention bench selector [--quick] [--json] [--data DIR] [--work DIR]
-        [--prompts N] [--sizes 1000,10000] [--latency-queries N]
+        [--prompts N] [--sizes 1000,10000] [--latency-queries N] [--only latency]
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", default=None, help="latency library sizes, e.g. 1000,10000")
     parser.add_argument("--latency-queries", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("latency",), help="run this part alone (needs --work "
+                        "with the Civitai library a full or quick run built)")  # fmt: skip
     args = parser.parse_args(argv)
     need = missing_data("selector", args.data, tuple(DATA_FILES))
     if need:
@@ -154,6 +156,15 @@ def main(argv: list[str]) -> int:
     sizes = args.sizes or ("1000,10000" if args.quick else "1000,10000,100000")
     args.sizes = [int(s) for s in sizes.split(",")]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.only == "latency":
+        if args.work is None:
+            parser.error("--only latency reads the Civitai library of --work DIR")
+        load, result = round(os.getloadavg()[0], 1), latency(args, args.work)
+        if args.json:
+            print(json.dumps({"load": load, "latency": result}, indent=1))
+        else:
+            print_latency(result, load)
+        return 0 if all(latency_checks(result).values()) else 1
     with tempfile.TemporaryDirectory(prefix="pixtention-bench-selector-") as tmp:
         work = args.work or Path(tmp)
         result = {

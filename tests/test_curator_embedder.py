@@ -69,7 +69,7 @@ def test_batching_keeps_order(minilm):
     np.testing.assert_allclose(small.embed(texts), minilm.embed(texts), atol=2e-5)
 
 
-def test_packed_phrases_get_the_vectors_they_get_alone(minilm):
+def test_packed_and_flat_phrases_get_the_vectors_they_get_alone(minilm):
     texts = [
         "masterpiece",
         "a red dragon flying over a neon city at night, rain, reflections",
@@ -81,13 +81,48 @@ def test_packed_phrases_get_the_vectors_they_get_alone(minilm):
     ]
     model = minilm._load()
     alone = TransformersEmbedder(pack=False)
-    alone._model, alone._tokenizer = model
-    packed = minilm.embed(texts)
-    assert minilm._packs is True  # BERT on this transformers: packing is in use
-    np.testing.assert_allclose(packed, alone.embed(texts), atol=2e-5)
+    rows = TransformersEmbedder()
+    rows.flat_max_tokens = 0  # every call in rows: this one is packed
+    alone._model, alone._tokenizer = rows._model, rows._tokenizer = model
+    flat = minilm.embed(texts)  # a query-sized call
+    assert minilm._flat and minilm._packs is None  # ran flat, rows never considered
+    packed = rows.embed(texts)
+    assert rows._packs is True and not rows._flat  # BERT on this transformers: packing in use
+    reference = alone.embed(texts)
+    np.testing.assert_allclose(packed, reference, atol=2e-5)
+    np.testing.assert_allclose(flat, reference, atol=2e-5)
     one_by_one = np.concatenate([alone.embed([t]) for t in texts])
-    np.testing.assert_allclose(packed, one_by_one, atol=2e-5)
+    np.testing.assert_allclose(flat, one_by_one, atol=2e-5)
     assert minilm.embed([]).shape == (0, 384)
+
+
+def test_large_calls_run_in_rows(minilm):
+    fresh = TransformersEmbedder()
+    fresh._model, fresh._tokenizer = minilm._load()
+    texts = [f"document {i}: " + "a long description of an adapter " * 12 for i in range(12)]
+    assert sum(len(x) for x in fresh._tokenizer(texts)["input_ids"]) > fresh.flat_max_tokens
+    vectors = fresh.embed(texts)
+    assert fresh._flat is None and fresh._packs is True  # flat was not even checked
+    flat = np.concatenate([minilm.embed([t]) for t in texts])  # each call small: flat
+    np.testing.assert_allclose(vectors, flat, atol=2e-5)
+
+
+def test_a_model_flat_cannot_run_falls_back_to_rows(minilm, monkeypatch, caplog):
+    import pixtention.curator.embedder as embedder
+
+    class Broken:
+        def __init__(self, model, dtype):
+            raise AttributeError("'BertLayer' object has no attribute 'attention'")
+
+    monkeypatch.setattr(embedder, "FlatBert", Broken)
+    fresh = TransformersEmbedder()
+    fresh._model, fresh._tokenizer = minilm._load()
+    texts = ["a red dragon", "watercolor painting", "1girl"]
+    with caplog.at_level("INFO", logger="pixtention.curator"):
+        vectors = fresh.embed(texts)
+    assert fresh._flat == {} and "small calls run in rows (AttributeError" in caplog.text
+    monkeypatch.undo()
+    np.testing.assert_allclose(vectors, minilm.embed(texts), atol=2e-5)
 
 
 @settings(max_examples=200, deadline=None)

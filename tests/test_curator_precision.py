@@ -107,3 +107,17 @@ def test_autocast_runs_a_twin_with_bf16_linear_weights(minilm):
                if isinstance(m, torch.nn.Linear))  # fmt: skip
     assert float((twin_vectors * reference).sum(axis=1).min()) >= 0.999
     np.testing.assert_array_equal(fresh.embed(phrases), reference)  # float32 path untouched
+
+
+def test_flat_queries_run_bf16_dense_layers_and_keep_the_space(minilm):
+    import torch
+
+    phrases = ["a red dragon", "watercolor painting", "1girl", "cyberpunk neon city at night"]
+    reference = minilm.embed(phrases)  # float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = minilm.embed(phrases)
+    flat = minilm._flat[torch.bfloat16]
+    assert all(w.dtype == torch.bfloat16 for weights, *_ in flat.layers for w, _ in weights)
+    assert float((bf16 * reference).sum(axis=1).min()) >= 0.999
+    assert not np.array_equal(bf16, reference)  # the bf16 weights really ran
+    np.testing.assert_array_equal(minilm.embed(phrases), reference)  # float32 unchanged
