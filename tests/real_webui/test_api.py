@@ -148,6 +148,19 @@ def test_change_is_concentrated_where_the_mask_is(webui, api):
     )
 
 
+def test_a_style_is_applied_over_the_whole_image(webui, api):
+    """A style serves the prompt as a whole (scope "prompt"): pinned alone, its mask covers the
+    whole image from the first step, where a phrase's adapter covers its region only (above),
+    and it changes the image against the same seed without it."""
+    args = {"k": 1, "pins": "inkwash", "show_masks": True}
+    result = api.txt2img(payload(pixtention=[args]))
+    assert [p["name"] for p in picks_of(result)] == ["inkwash"]
+    assert len(result.images) == 2, "show_masks adds one overlay per image"
+    mask = _mask_from_overlay(result.images[1], result.images[0])
+    assert (mask > 0.9).mean() > 0.99, f"the style covers {(mask > 0.9).mean():.2f} of the image"
+    assert not same(result.images[0], webui.baseline.images[0])
+
+
 # -- the model is left as it was ----------------------------------------------------------------
 
 
