@@ -13,9 +13,17 @@ import importlib.util
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("curator", "selector", "integrator", "cli", "captioner", "reliability")
+BENCHMARKS = (
+    "curator",
+    "selector",
+    "integrator",
+    "quality",
+    "cli",
+    "captioner",
+    "reliability",
+)
 # Python packages each benchmark imports beyond PixTention's own dependencies.
-PACKAGES = {"integrator": ("einops", "ldm")}
+PACKAGES = {"integrator": ("einops", "ldm"), "quality": ("einops", "ldm")}
 
 
 def _bench_dir() -> Path:
@@ -61,7 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="run a benchmark (" + ", ".join(BENCHMARKS) + "); most understand --quick, --json",
         description="Run a benchmark from bench/; arguments after NAME go to the benchmark "
         "(python -m pixtention bench NAME --help lists them). Needs a source checkout; "
-        "curator and selector read the retrieval-bench data, integrator needs ldm.",
+        "curator and selector read the retrieval-bench data, integrator and quality need ldm.",
     )
     parser.add_argument("name", choices=BENCHMARKS)
     parser.add_argument("bench_args", nargs=argparse.REMAINDER)
