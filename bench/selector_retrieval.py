@@ -32,17 +32,21 @@ def variants(n_adapters: int):
     pruned = dict(clusters=DEFAULT_CLUSTERS, budget=max(1, n_adapters // PRUNED_SHARE))
     shipped = dict(scoring=DEFAULT_SCORING, threshold=DEFAULT_THRESHOLD)
     return {
-        # the product's own keyword side alone (FTS5 over the full text, every adapter scored)
-        "bm25": dict(scoring=lexical_only, clusters=None, threshold=1e-9),
+        # the product's own keyword side alone (FTS5 over the full text, every adapter scored),
+        # as a ranking of the adapters holding a prompt word (rank(): no kind rules)
+        "bm25": dict(ranked=True, scoring=lexical_only, clusters=None, floor=1e-9),
         "dense_flat": dict(scoring=dense_only, clusters=None, threshold=-2.0),
         "dense_hierarchical": dict(scoring=dense_only, threshold=-2.0, **hier),
         f"dense_hier_1/{PRUNED_SHARE}": dict(scoring=dense_only, threshold=-2.0, **pruned),
+        # the applied picks: threshold, binding by kind (select())
         "default": dict(**shipped, **hier),
         # the shipped scoring and candidates as a plain ranking (threshold 0: select() then
         # applies no abstention and no kind rules): what the scoring alone ranks
         "default_ranking": dict(scoring=DEFAULT_SCORING, threshold=0.0, **hier),
-        f"default_1/{PRUNED_SHARE}": dict(**shipped, **pruned),
-        "default_flat": dict(**shipped, clusters=None),
+        # the shipped suggestions (rank(): what the UI, the API and suggest --ranked list)
+        "suggestions": dict(ranked=True, **hier),
+        f"suggestions_1/{PRUNED_SHARE}": dict(ranked=True, **pruned),
+        "suggestions_flat": dict(ranked=True, clusters=None),
     }
 
 
@@ -72,45 +76,33 @@ def evaluate_floor(floor: FullTextFloor, cases: list[dict], k: int = 10) -> dict
 
 def evaluate(library, cases: list[dict], k: int = 10) -> dict:
     """Side by side: every variant answers every case; metrics per variant."""
-    from pixtention.selector.select import select
+    from pixtention.selector.select import rank, select
 
     for case in cases:  # embed every prompt once, so the timings below compare retrieval only
         select(case["prompt"], library, k=k, base_model=case["family"])
     out = {}
+    families = {r.name: r.base_family for r in library.records}
     for name, options in variants(len(library)).items():
         ranks, abstained, violations, seconds = [], 0, 0, 0.0
+        options = dict(options)
+        ranked = options.pop("ranked", False)
         for case in cases:
             started = time.perf_counter()
-            picks = select(
-                case["prompt"], library, k=k, per_phrase=k, base_model=case["family"], **options
-            )
+            if ranked:
+                picks = rank(case["prompt"], library, k=k, base_model=case["family"], **options)
+            else:
+                picks = select(
+                    case["prompt"], library, k=k, per_phrase=k, base_model=case["family"],
+                    **options,
+                )  # fmt: skip
             seconds += time.perf_counter() - started
             abstained += not picks
-            violations += sum(p.base_family not in (case["family"], "unknown") for p in picks)
+            violations += sum(families[p.name] not in (case["family"], "unknown") for p in picks)
             names = [p.name for p in picks]
             ranks.append(names.index(case["stem"]) + 1 if case["stem"] in names else None)
         out[name] = {**_metrics(ranks, abstained), "base_model_violations": violations,
                      "ms_per_query": 1000 * seconds / len(cases)}  # fmt: skip
-    out["suggestions"] = evaluate_suggestions(library, cases, k)
     return out
-
-
-def evaluate_suggestions(library, cases: list[dict], k: int = 10) -> dict:
-    """The shipped suggestions (``rank``: what the UI, the API and ``suggest --ranked`` list
-    for the user to pin), beside the picks ``select`` applies."""
-    from pixtention.selector.select import rank
-
-    ranks, abstained, violations, seconds = [], 0, 0, 0.0
-    families = {r.name: r.base_family for r in library.records}
-    for case in cases:
-        started = time.perf_counter()
-        names = [s.name for s in rank(case["prompt"], library, k=k, base_model=case["family"])]
-        seconds += time.perf_counter() - started
-        abstained += not names
-        violations += sum(families[n] not in (case["family"], "unknown") for n in names)
-        ranks.append(names.index(case["stem"]) + 1 if case["stem"] in names else None)
-    return {**_metrics(ranks, abstained), "base_model_violations": violations,
-            "ms_per_query": 1000 * seconds / max(len(cases), 1)}  # fmt: skip
 
 
 def retrieval_quality(args, work: Path) -> dict:
@@ -153,8 +145,8 @@ def retrieval_quality(args, work: Path) -> dict:
     metrics = {"fulltext_bm25": evaluate_floor(floor, cases), **evaluate(library, cases)}
     QUERY_CACHE.size = QUERY_CACHE_SIZE
     QUERY_CACHE.clear()
-    d, b, d_flat = metrics["default"], metrics["fulltext_bm25"], metrics["default_flat"]
-    shown = metrics["suggestions"]
+    d, b = metrics["default"], metrics["fulltext_bm25"]
+    shown, shown_flat = metrics["suggestions"], metrics["suggestions_flat"]
     ratio_r3 = shown["recall@3"] / max(b["recall@3"], 1e-9)
     ratio_mrr = shown["mrr"] / max(b["mrr"], 1e-9)
     flat, hier = metrics["dense_flat"], metrics["dense_hierarchical"]
@@ -172,8 +164,8 @@ def retrieval_quality(args, work: Path) -> dict:
         "checks": {
             f"suggestions_recall@3_{TARGET_RATIO}x_fulltext_bm25": ratio_r3 >= TARGET_RATIO,
             f"suggestions_mrr_{TARGET_RATIO}x_fulltext_bm25": ratio_mrr >= TARGET_RATIO,
-            "shipped_hierarchical_keeps_98pct_of_flat_recall@3": d["recall@3"]
-            >= 0.98 * d_flat["recall@3"],
+            "shipped_hierarchical_keeps_98pct_of_flat_recall@3": shown["recall@3"]
+            >= 0.98 * shown_flat["recall@3"],
             "dense_hierarchical_keeps_98pct_of_flat_recall@3": hier["recall@3"]
             >= 0.98 * flat["recall@3"],
             # information, not a target: what cluster-first pruning keeps when it must prune
@@ -202,9 +194,9 @@ def print_retrieval(q: dict) -> None:
             f"{m['ms_per_query']:>8.1f}"
         )
     v = q["variants"]
-    d, df = v["default"], v["default_flat"]
+    d, df = v["suggestions"], v["suggestions_flat"]
     f, h = v["dense_flat"], v["dense_hierarchical"]
-    hp, dp = v[f"dense_hier_1/{PRUNED_SHARE}"], v[f"default_1/{PRUNED_SHARE}"]
+    hp, dp = v[f"dense_hier_1/{PRUNED_SHARE}"], v[f"suggestions_1/{PRUNED_SHARE}"]
     print(
         f"ratios over fulltext_bm25: suggestions R@3 {q['ratio_r3']:.2f}, MRR "
         f"{q['ratio_mrr']:.2f} (target {TARGET_RATIO}); applied picks (default) R@3 "

@@ -227,15 +227,17 @@ def _named(facts: _Facts, prompt: str) -> frozenset[str]:
     return facts.names & _text_words(prompt) or _triggered(facts, prompt)
 
 
-def adult_unasked(record, prompt: str) -> bool:
-    """An adult-tagged adapter for a prompt that is not adult and does not ask for it: a
-    character by its name (many are tagged "sexy"), anything else by a distinctive trigger — a
-    name word that is also a common word ("wedding" of "Sexy Wedding Short Dress", "victorian"
-    of a Victorian style tagged sexy) does not ask for it."""
+def adult_unasked(record, prompt: str, applied: bool = True) -> bool:
+    """An adult-tagged adapter for a prompt that is not adult and does not ask for it.
+
+    To be applied (``applied``), a character is asked for by its name (many are tagged
+    "sexy"), anything else by a distinctive trigger: a name word that is also a common word
+    ("wedding" of "Sexy Wedding Short Dress", "victorian" of a Victorian style tagged sexy) does
+    not ask for it. To be listed as a suggestion, any of its name words in the prompt does."""
     facts = _facts(record)
     if not facts.adult or ADULT_TAGS & _text_words(prompt):
         return False
-    if facts.kind == "character":
+    if facts.kind == "character" or not applied:
         return not _named(facts, prompt)
     return not _asked_distinctly(facts, prompt)
 

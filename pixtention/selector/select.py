@@ -265,7 +265,8 @@ def rank(
     Same scores, candidates and hard filters as :func:`select` (base-model family, excludes,
     the prompt's own ``<lora:…>`` tags), but no abstention threshold and no binding by kind: a
     character the prompt describes without naming it ranks here, while ``select`` applies it
-    only when named. An adult-tagged adapter ranks only for an adult prompt or one naming it.
+    only when named. An adult-tagged adapter ranks only for an adult prompt or one naming it
+    (by any of its name words: ``binding.adult_unasked``).
     Scores below ``floor`` are about something else (see ``Scoring``) and are not listed.
     """
     if k < 0:
@@ -289,7 +290,7 @@ def rank(
         if len(out) >= k or scored.score[row] < floor:
             break
         record = library.records[int(scored.ids[row])]
-        if binding.adult_unasked(record, parsed.prompt):
+        if binding.adult_unasked(record, parsed.prompt, applied=False):
             continue
         at = int(scored.phrase[row])
         phrase = query.phrases[at].text if at >= 0 else ""
