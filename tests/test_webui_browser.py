@@ -160,14 +160,20 @@ def test_type_prompt_see_suggestions_pin_add_and_enable(served, browser):
     page.close()
 
 
-def test_editing_exclusions_or_k_refreshes_the_suggestions(served, browser):
-    """The table follows the settings it depends on, not only the prompt (typed by hand)."""
+def _open_accordion(browser, served: str):
+    """A page of the served UI with PixTention's accordion open: (page, prompt box)."""
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     page.add_init_script(path=str(ROOT / "javascript" / "pixtention.js"))
     page.goto(served)
     prompt = page.locator("#txt2img_prompt textarea")
     prompt.wait_for(timeout=30_000)
     page.get_by_text("PixTention", exact=True).first.click()
+    return page, prompt
+
+
+def test_editing_exclusions_or_k_refreshes_the_suggestions(served, browser):
+    """The table follows the settings it depends on, not only the prompt (typed by hand)."""
+    page, prompt = _open_accordion(browser, served)
     prompt.click()
     prompt.type("a tabby cat, a red sports car", delay=10)
     page.locator('[data-pixtention-row="tabbycat"]').wait_for(timeout=30_000)
@@ -194,12 +200,7 @@ def test_editing_exclusions_or_k_refreshes_the_suggestions(served, browser):
 def test_a_relevant_adapter_not_picked_is_listed_and_its_pin_applies_it(served, browser):
     """With K=1 one of the two concepts is picked; the other is listed under the table as
     relevant but not applied, and its Pin makes it the pick."""
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
-    page.add_init_script(path=str(ROOT / "javascript" / "pixtention.js"))
-    page.goto(served)
-    prompt = page.locator("#txt2img_prompt textarea")
-    prompt.wait_for(timeout=30_000)
-    page.get_by_text("PixTention", exact=True).first.click()
+    page, prompt = _open_accordion(browser, served)
     k = page.locator("#pixtention_txt2img_k input[type=number]")
     k.fill("1")
     k.dispatch_event("input")

@@ -8,13 +8,15 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pixtention.selector import retrieval
 from pixtention.selector.lexical import LexicalIndex
 from pixtention.selector.probe import ClusterIndex, probe
-from pixtention.selector.query import Query
+from pixtention.selector.prompt import ParsedPrompt
+from pixtention.selector.query import Query, embed_query
 
 LEXICAL_CANDIDATES = 256  # keyword top hits scored besides the probed clusters' adapters
 LEXICAL_POOL = 1024  # keyword hits given a lexical score (the rest of the library counts 0)
@@ -101,31 +103,58 @@ def candidates(
     return np.unique(np.concatenate([found, lexical])).astype(np.int64)
 
 
-def scored_candidates(
-    query: Query,
-    library,
-    clusters: int | None,
-    budget: int,
-    lexical_all: np.ndarray,
-    scoring: retrieval.Scoring,
-    family: str | None,
-    skip: set[int],
-) -> Scored | None:
-    """The candidates (:func:`candidates`) that pass the hard filters (family, ``skip``),
-    scored; None when none is left."""
-    ids = candidates(query, library, clusters, lexical_all, budget)
-    families = library_stats(library).families
-    skipped = np.fromiter(skip, dtype=np.int64, count=len(skip))
-    ok = ~np.isin(ids, skipped)
-    if family is not None:
-        ok &= (families[ids] == family) | (families[ids] == "unknown")
-    keep = ids[ok]
-    if family is not None and clusters is not None and len(keep) < MIN_CANDIDATES:
-        # The probed clusters hold few adapters of this family (a minority family, e.g. SD2
-        # in an SD1 library): its adapters are few enough to score them all.
-        allowed = np.flatnonzero((families == family) | (families == "unknown"))
-        if len(allowed) <= MAX_FAMILY_SCAN:
-            keep = np.union1d(keep, allowed[~np.isin(allowed, skipped)])
-    if not len(keep):
-        return None
-    return score_ids(query, library, keep.astype(np.int64), lexical_all, scoring)
+@dataclass(frozen=True)
+class Search:
+    """One prompt's query against one library with the settings ``select`` and ``rank``
+    share: which adapters are candidates, and their scores, follow from it."""
+
+    query: Query
+    library: Any
+    scoring: retrieval.Scoring
+    lexical_all: np.ndarray  # BM25 of every adapter (the top LEXICAL_POOL hits; others 0)
+    clusters: int | None
+    budget: int
+    family: str | None  # base-model family the adapters must fit, None: any
+
+    @classmethod
+    def start(
+        cls,
+        parsed: ParsedPrompt,
+        library: Any,
+        scoring: retrieval.Scoring,
+        clusters: int | None,
+        budget: int,
+        family: str | None,
+    ) -> Search:
+        """Embed the prompt and look its words up (the keyword side serves candidates and
+        evidence whatever the lexical share)."""
+        keywords = lexical_index(library)
+        query = embed_query(parsed, library, keywords, scoring)
+        lexical_all = retrieval.matched_words(
+            keywords, query.terms, scoring.column_weights, scoring.prior_docs, LEXICAL_POOL
+        )
+        return cls(query, library, scoring, lexical_all, clusters, budget, family)
+
+    def score(self, ids: np.ndarray) -> Scored:
+        return score_ids(self.query, self.library, ids, self.lexical_all, self.scoring)
+
+    def scored_candidates(self, skip: set[int]) -> Scored | None:
+        """The candidates (:func:`candidates`) that pass the hard filters (family, ``skip``),
+        scored; None when none is left."""
+        library, family = self.library, self.family
+        ids = candidates(self.query, library, self.clusters, self.lexical_all, self.budget)
+        families = library_stats(library).families
+        skipped = np.fromiter(skip, dtype=np.int64, count=len(skip))
+        ok = ~np.isin(ids, skipped)
+        if family is not None:
+            ok &= (families[ids] == family) | (families[ids] == "unknown")
+        keep = ids[ok]
+        if family is not None and self.clusters is not None and len(keep) < MIN_CANDIDATES:
+            # The probed clusters hold few adapters of this family (a minority family, e.g.
+            # SD2 in an SD1 library): its adapters are few enough to score them all.
+            allowed = np.flatnonzero((families == family) | (families == "unknown"))
+            if len(allowed) <= MAX_FAMILY_SCAN:
+                keep = np.union1d(keep, allowed[~np.isin(allowed, skipped)])
+        if not len(keep):
+            return None
+        return self.score(keep.astype(np.int64))

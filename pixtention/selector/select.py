@@ -21,18 +21,12 @@ from pixtention.curator.records import AdapterRecord
 from pixtention.library.base_model import parse_hint
 from pixtention.library.info import BASE_FAMILIES
 from pixtention.selector import binding, retrieval
-from pixtention.selector.candidates import (
-    LEXICAL_POOL,
-    Scored,
-    lexical_index,
-    score_ids,
-    scored_candidates,
-)
+from pixtention.selector.candidates import Scored, Search, lexical_index  # noqa: F401 (public here)
 from pixtention.selector.phrases import is_boilerplate
 from pixtention.selector.picks import Alternate, Evidence, FieldMatch, Pick, Suggestion
 from pixtention.selector.probe import DEFAULT_BUDGET
 from pixtention.selector.prompt import STOPWORDS, ParsedPrompt, Phrase, PromptTag, parse_prompt
-from pixtention.selector.query import Query, embed_query
+from pixtention.selector.query import Query
 from pixtention.selector.triggers import choose_triggers, choose_weight, words
 from pixtention.selector.worker import query_thread
 
@@ -204,12 +198,8 @@ def select(
     if not (want_auto or pinned or (user and mode in ("regionalise", "both"))):
         return []
 
-    keywords = lexical_index(library)
-    query = embed_query(parsed, library, keywords, scoring)
-    # words matched by every adapter: candidates and evidence, whatever the lexical share
-    lexical_all = retrieval.matched_words(
-        keywords, query.terms, scoring.column_weights, scoring.prior_docs, LEXICAL_POOL
-    )
+    search = Search.start(parsed, library, scoring, clusters, budget, family)
+    query = search.query
     picks: list[Pick] = []
     taken: set[int] = {r.id for _, r in user}  # explicit tags are never auto-picked again
 
@@ -232,7 +222,7 @@ def select(
                 family,
             )
             continue
-        scored = score_ids(query, library, np.array([record.id]), lexical_all, scoring)
+        scored = search.score(np.array([record.id]))
         phrase = _bound_phrase(query, parsed, scored, tag, library)
         picks.append(_make_pick(record, query, scored, 0, source=source, phrase=phrase, tag=tag))
         placed.add(record.id)
@@ -240,10 +230,7 @@ def select(
 
     n_auto = k - sum(p.source == "pinned" for p in picks)
     if want_auto and n_auto > 0:
-        picks += _auto_picks(
-            query, library, clusters, budget, lexical_all, scoring, family, threshold,
-            per_phrase, n_auto, taken | excluded,
-        )  # fmt: skip
+        picks += _auto_picks(search, threshold, per_phrase, n_auto, taken | excluded)
     return picks
 
 
@@ -277,12 +264,8 @@ def rank(
         return []
     tagged = {r.id for t in parsed.network_tags if (r := library.find(t.name)) is not None}
     skip = tagged | {r.id for r in _resolve(library, exclude, "excluded adapter")}
-    keywords = lexical_index(library)
-    query = embed_query(parsed, library, keywords, scoring)
-    lexical_all = retrieval.matched_words(
-        keywords, query.terms, scoring.column_weights, scoring.prior_docs, LEXICAL_POOL
-    )
-    scored = scored_candidates(query, library, clusters, budget, lexical_all, scoring, family, skip)
+    search = Search.start(parsed, library, scoring, clusters, budget, family)
+    query, scored = search.query, search.scored_candidates(skip)
     if scored is None:
         return []
     out: list[Suggestion] = []
@@ -313,21 +296,12 @@ def _bound_phrase(
 
 
 def _auto_picks(
-    query: Query,
-    library,
-    clusters: int | None,
-    budget: int,
-    lexical_all: np.ndarray,
-    scoring: retrieval.Scoring,
-    family: str | None,
-    threshold: float,
-    per_phrase: int,
-    n: int,
-    skip: set[int],
+    search: Search, threshold: float, per_phrase: int, n: int, skip: set[int]
 ) -> list[Pick]:
-    scored = scored_candidates(query, library, clusters, budget, lexical_all, scoring, family, skip)
+    scored = search.scored_candidates(skip)
     if scored is None:
         return []
+    query, library = search.query, search.library
     records = library.records
     texts, prompt = [p.text for p in query.phrases], query.parsed.prompt
     judge = threshold > 0  # 0 or below: a plain ranking, no abstention and no kind rules
