@@ -12,7 +12,7 @@ from pathlib import Path
 from bench.selector_data import TAG, load_prompts
 
 TARGET_P95_MS = {10_000: 30.0, 100_000: 100.0}  # CPU time of a cold call, issue 14
-KINDS = ("cold", "history", "typing", "retrieval_only")
+KINDS = ("cold_plain", "cold", "history", "typing", "retrieval_only")
 
 
 def timed(prompt: str, library) -> tuple[float, float]:
@@ -109,7 +109,9 @@ def latency(args, work: Path) -> dict:
 
     from pixtention.curator.embedder import make_embedder
     from pixtention.curator.library import Library, open_library
-    from pixtention.selector.query import QUERY_CACHE
+    from pixtention.selector import vocabulary
+    from pixtention.selector.prompt import parse_prompt
+    from pixtention.selector.query import QUERY_CACHE, distinct_phrases
     from pixtention.selector.select import lexical_index
 
     base = open_library(work / "civitai" / "store")
@@ -127,13 +129,19 @@ def latency(args, work: Path) -> dict:
         started = time.perf_counter()
         lexical_index(library)
         bm25_s = time.perf_counter() - started
+        # The library's own tags and triggers, embedded in memory (the WebUI keeps them on disk).
+        vocab = vocabulary.warm(library, wait=True)
+        phrases = [p.text for prompt in prompts for p in distinct_phrases(parse_prompt(prompt))]
         # Unseen prompts after a history of other prompts: each prompt is new, but the cache
         # holds the phrases of the prompts before it (common tags repeat across prompts).
         QUERY_CACHE.clear()
         times: dict[str, list[tuple[float, float]]] = {k: [] for k in KINDS}
         for prompt in prompts:
             times["history"].append(timed(prompt, library))
-        for prompt in prompts:
+        for prompt in prompts:  # cold without and with the vocabulary, interleaved
+            QUERY_CACHE.clear()
+            with vocabulary.detached(library):
+                times["cold_plain"].append(timed(prompt, library))
             QUERY_CACHE.clear()
             times["cold"].append(timed(prompt, library))
             times["typing"].append(timed(prompt + ", blue sky", library))
@@ -146,6 +154,11 @@ def latency(args, work: Path) -> dict:
             "clusters": len(library.cluster_labels),
             "cluster_seconds": cluster_s,
             "bm25_build_seconds": bm25_s,
+            "vocabulary_items": len(vocab),
+            "vocabulary_seconds": vocab.seconds,
+            "vocabulary_mb": len(vocab) * vectors.shape[1] * 4 / 2**20,
+            "vocabulary_phrase_hits": sum(vocab.get(t) is not None for t in phrases)
+            / max(len(phrases), 1),
             "target_p95_ms": TARGET_P95_MS.get(size),
         }
         for kind, pairs in times.items():
@@ -160,7 +173,10 @@ def print_latency(result: dict, load: float) -> None:
     print(f"\nLatency of select() incl. prompt embedding (load average {load}), CPU time of the")
     print(
         "call (wall in brackets). cold: cache empty for every prompt (a prompt never seen; the\n"
-        "target is its CPU p95); history: a new prompt after the others (its common tags\n"
+        "target is its CPU p95) but the library's vocabulary warm: the vectors of the library's\n"
+        "own tag and trigger phrases, embedded once per library (never other prompts' phrases);\n"
+        "cold novoc: the same prompt with the vocabulary empty too (before it existed), run\n"
+        "interleaved with cold; history: a new prompt after the others (its common tags\n"
         "cached); typing: one phrase added; search: every vector cached"
     )
     e = result["embedding"]
@@ -171,7 +187,8 @@ def print_latency(result: dict, load: float) -> None:
         f"{e['now_cpu_p50_ms']:.1f}/{e['now_cpu_p95_ms']:.1f} ms (ratio p50 {e['ratio_p50']:.2f}, "
         f"p95 {e['ratio_p95']:.2f}); cosine to float32 ≥ {e['min_cosine_to_float32']:.5f}"
     )
-    names = {"cold": "cold", "history": "hist", "typing": "typing", "retrieval_only": "search"}
+    names = {"cold_plain": "cold novoc", "cold": "cold", "history": "hist", "typing": "typing",
+             "retrieval_only": "search"}  # fmt: skip
     print(f"{'adapters':>9}" + "".join(f"{n + ' p50':>15}{n + ' p95':>15}" for n in names.values())
           + f"{'target p95':>12}")  # fmt: skip
     for size, m in result.items():
@@ -184,6 +201,13 @@ def print_latency(result: dict, load: float) -> None:
             for q in (50, 95)
         )
         print(f"{size:>9}{cells}{target:>12}")
+    for size, m in result.items():
+        if size != "embedding":
+            print(
+                f"vocabulary at {size}: {m['vocabulary_items']} items ({m['vocabulary_mb']:.0f} "
+                f"MB) built in {m['vocabulary_seconds']:.1f} s; holds "
+                f"{100 * m['vocabulary_phrase_hits']:.0f} % of the prompts' distinct phrases"
+            )
     for check, ok in latency_checks(result).items():
         print(f"  [{'ok' if ok else 'FAIL'}] {check}")
 

@@ -5,9 +5,10 @@ Only the phrases are embedded; the prompt's own vector is their specificity-weig
 model twice; on 1,500 real prompts the pooled vector gave the same recall (R@3 0.094 against
 0.090, MRR 0.081 against 0.081) for about 40 % fewer tokens. Vectors of recent texts are kept
 in a bounded LRU cache, because a prompt typed a word at a time keeps most of its phrases and
-prompts share common tags ("1girl", "solo"). The cache never hides a mismatched embedder: the
-library is asked to embed even when every text is cached, and refuses when its configured model
-is not the one the index was built with.
+prompts share common tags ("1girl", "solo"); the library's own tags and triggers are looked up
+in its vocabulary once it is warm (:mod:`pixtention.selector.vocabulary`). Neither ever hides
+a mismatched embedder: the library is asked to embed even when every text is known, and refuses
+when its configured model is not the one the index was built with.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pixtention.curator.embedder import EmbedderError
-from pixtention.selector import retrieval
+from pixtention.selector import retrieval, vocabulary
 from pixtention.selector.lexical import LexicalIndex
 from pixtention.selector.phrases import is_boilerplate
 from pixtention.selector.prompt import STOPWORDS, ParsedPrompt, Phrase
@@ -80,9 +81,14 @@ QUERY_CACHE = VectorCache(QUERY_CACHE_SIZE)
 
 
 def embed_cached(library, texts: list[str]) -> np.ndarray:
-    """Vectors of ``texts``; the ones not cached are embedded in one batched call."""
+    """Vectors of ``texts``; the ones neither in the library's vocabulary (its own tags and
+    triggers, :mod:`~pixtention.selector.vocabulary`) nor cached are embedded in one call."""
     model = library.embedder_id
-    found = {t: QUERY_CACHE.get((model, t)) for t in dict.fromkeys(texts)}
+    known = vocabulary.lookup(library)
+    found = {}
+    for text in dict.fromkeys(texts):
+        vector = known.get(text) if known is not None else None
+        found[text] = vector if vector is not None else QUERY_CACHE.get((model, text))
     missing = [t for t, v in found.items() if v is None]
     embedded = np.asarray(library.embed(missing), dtype=np.float32)  # [] still checks the model
     for text, vector in zip(missing, embedded):

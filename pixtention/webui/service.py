@@ -53,6 +53,12 @@ def _rank(*args: Any, **kwargs: Any) -> Any:
     return rank(*args, **kwargs)
 
 
+def _warm(library: Any) -> Any:
+    from pixtention.selector.vocabulary import warm
+
+    return warm(library)
+
+
 @dataclass(frozen=True)
 class Core:
     """The core entry points the glue calls, bound late so ``import`` stays cheap."""
@@ -61,6 +67,9 @@ class Core:
     open_library: Callable[..., Any]
     select: Callable[..., Any]
     rank: Callable[..., Any] = _rank
+    # the library's own tags and triggers embedded in the background, once per snapshot, so a
+    # new prompt embeds only its unfamiliar phrases (selector.vocabulary)
+    warm: Callable[[Any], Any] = _warm
 
     @classmethod
     def default(cls) -> Core:
@@ -206,6 +215,7 @@ class LibraryService:
             except Exception as error:  # an unreadable store is shown as an error, not hidden
                 self._set(state="error", error=f"cannot open index: {error}")
                 return None
+            self.core.warm(library)
             with self._lock:
                 self._library = library
                 if self._status.state == "idle":
