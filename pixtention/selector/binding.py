@@ -121,8 +121,9 @@ class _Facts:
     posed: bool  # tagged as a pose: it paints a person in that pose
     adult: bool
     own: frozenset[str]  # words of its title and file name
-    askable: tuple[str, ...]  # trigger items that, whole in a prompt, ask for it (_triggered)
-    distinct: tuple[str, ...]  # those no common phrase holds: a token or two words of its own
+    # trigger items (as word tuples) that, whole in a prompt, ask for it (_triggered)
+    askable: tuple[tuple[str, ...], ...]
+    distinct: tuple[tuple[str, ...], ...]  # those no common phrase holds: a token, two own words
 
 
 _FACTS: dict[tuple, _Facts] = {}
@@ -151,9 +152,9 @@ def _derive(record) -> _Facts:
             texts.append(item)
         own = set(item_words) - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS
         if token or (own and kind != "character"):
-            askable.append(item)
+            askable.append(tuple(item_words))
             if token or len(own) > 1 or any(map(_fused, own)):
-                distinct.append(item)
+                distinct.append(tuple(item_words))
     found = {w for text in texts for w in words(text)} - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS
     names = frozenset(w for w in found if not _NOISE.match(w) and (len(w) > 2 or not w.isalpha()))
     tagged = {w for tag in record.tags for w in words(tag)}
@@ -188,9 +189,29 @@ def _text_words(text: str) -> frozenset[str]:
     return frozenset(words(text))
 
 
+_MAX_GRAM = 6  # trigger items are short: longer ones are looked for piece by piece
+
+
 @functools.lru_cache(maxsize=64)
-def _pieces(prompt: str) -> tuple[tuple[str, ...], ...]:
-    return tuple(prompt_pieces(prompt))
+def _grams(prompt: str) -> tuple[frozenset[tuple[str, ...]], tuple[tuple[str, ...], ...]]:
+    """Every run of up to ``_MAX_GRAM`` words inside one piece of the prompt, and the pieces:
+    select() asks each of up to a hundred candidates whether the prompt holds its items."""
+    pieces = tuple(prompt_pieces(prompt))
+    runs = {
+        piece[i : i + n]
+        for piece in pieces
+        for i in range(len(piece))
+        for n in range(1, min(_MAX_GRAM, len(piece) - i) + 1)
+    }
+    return frozenset(runs), pieces
+
+
+def _holds(prompt: str, item: tuple[str, ...]) -> bool:
+    """Whether the item's words appear together, in order, inside one piece of the prompt."""
+    runs, pieces = _grams(prompt)
+    if len(item) <= _MAX_GRAM:
+        return item in runs
+    return contains_item(pieces, " ".join(item))
 
 
 def name_words(record) -> frozenset[str]:
@@ -208,18 +229,16 @@ def _triggered(facts: _Facts, prompt: str) -> frozenset[str]:
     """The words of a trigger item the prompt holds whole: for a thing, an item with a word of
     its own ("knightarmor", not "sitting"); for a character only a token-like one (its
     "blonde hair" is anyone's)."""
-    pieces = _pieces(prompt) if facts.askable else ()
     for item in facts.askable:
-        if contains_item(pieces, item):
-            return frozenset(words(item))
+        if _holds(prompt, item):
+            return frozenset(item)
     return frozenset()
 
 
 def _asked_distinctly(facts: _Facts, prompt: str) -> bool:
     """The prompt holds one of its distinctive trigger items whole ("bubble tea challenge",
     "ohwx"), not one any prompt may hold ("car", "crossed legs")."""
-    pieces = _pieces(prompt) if facts.distinct else ()
-    return any(contains_item(pieces, item) for item in facts.distinct)
+    return any(_holds(prompt, item) for item in facts.distinct)
 
 
 def _named(facts: _Facts, prompt: str) -> frozenset[str]:

@@ -27,7 +27,10 @@ from pixtention.curator.records import AdapterRecord
 from pixtention.curator.store import CATALOG_NAME
 from pixtention.selector.retrieval import idf_with_prior
 
-MAX_TERMS = 64  # distinct query words searched (the rarest first): a 5,000-word prompt is cut
+# Distinct query words searched, the rarest first: the rarer words carry the score, and each word
+# is one FTS5 query. On 1,000 dev prompts at 8.7k adapters, 24 against 64: suggestions' R@3
+# 0.129 vs 0.127, MRR 0.116 vs 0.114, search p95 10.2 vs 14.3 ms CPU (long prompts' many words).
+MAX_TERMS = 24
 # Words more than COMMON_SHARE of the documents hold (at most MAX_COMMON_DF, at least
 # MIN_COMMON_DF: in a small library every word is common) are not searched: FTS5 scores each
 # posting (about 1.2 µs), and on the dev split leaving them out ranked better (R@3 of the keyword
