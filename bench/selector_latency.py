@@ -28,6 +28,20 @@ def timed(prompt: str, library) -> tuple[float, float]:
     return on_query_thread(run)
 
 
+def forget_prompts(library) -> None:
+    """Forget every prompt seen so far: their phrase vectors, their words' document
+    frequencies and the binding's per-prompt word runs, so a "cold" prompt pays for all of
+    them (what the library itself holds — its vocabulary, its records' binding facts — stays)."""
+    from pixtention.selector import binding
+    from pixtention.selector.candidates import lexical_index
+    from pixtention.selector.query import QUERY_CACHE
+
+    QUERY_CACHE.clear()
+    lexical_index(library)._df.clear()  # noqa: SLF001 (a measurement reaches into the cache)
+    binding._grams.cache_clear()  # noqa: SLF001
+    binding._text_words.cache_clear()  # noqa: SLF001
+
+
 def _scaled(records, vectors, size: int, seed: int):
     """``size`` adapters from real documents: copies get a perturbed vector and a new name."""
     import numpy as np
@@ -139,10 +153,10 @@ def latency(args, work: Path) -> dict:
         for prompt in prompts:
             times["history"].append(timed(prompt, library))
         for prompt in prompts:  # cold without and with the vocabulary, interleaved
-            QUERY_CACHE.clear()
+            forget_prompts(library)
             with vocabulary.detached(library):
                 times["cold_plain"].append(timed(prompt, library))
-            QUERY_CACHE.clear()
+            forget_prompts(library)
             times["cold"].append(timed(prompt, library))
             times["typing"].append(timed(prompt + ", blue sky", library))
             times["retrieval_only"].append(timed(prompt, library))
@@ -172,8 +186,9 @@ def latency(args, work: Path) -> dict:
 def print_latency(result: dict, load: float) -> None:
     print(f"\nLatency of select() incl. prompt embedding (load average {load}), CPU time of the")
     print(
-        "call (wall in brackets). cold: cache empty for every prompt (a prompt never seen; the\n"
-        "target is its CPU p95) but the library's vocabulary warm: the vectors of the library's\n"
+        "call (wall in brackets). cold: every cache of earlier prompts emptied (a prompt never\n"
+        "seen: its phrase vectors, its words' document frequencies, its word runs; the target\n"
+        "is its CPU p95) but the library's vocabulary warm: the vectors of the library's\n"
         "own tag and trigger phrases, embedded once per library (never other prompts' phrases);\n"
         "cold novoc: the same prompt with the vocabulary empty too (before it existed), run\n"
         "interleaved with cold; history: a new prompt after the others (its common tags\n"
