@@ -145,6 +145,15 @@ def test_a_style_needs_a_phrase_asking_for_a_look() -> None:
     assert bind(forest, "an elf, fantasy art", ["an elf", "fantasy art"], 1) == 1
 
 
+def test_a_pick_must_resemble_its_phrase_unless_its_title_names_it() -> None:
+    prompt, phrases = "a nurse in a hospital corridor", ["a nurse", "a hospital corridor"]
+    gown = _record("Hospital Gown", ("clothing", "hospital"))
+    assert bind(gown, prompt, phrases, 1, plain=True, phrase_match=0.38) is None
+    assert bind(gown, prompt, phrases, 1, plain=True, phrase_match=0.5) == 1
+    corridor = _record("Hospital Corridor", ("background", "hospital"))  # names "corridor"
+    assert bind(corridor, prompt, phrases, 1, plain=True, phrase_match=0.38) == 1
+
+
 def test_a_pose_is_not_added_to_a_scene_without_people() -> None:
     window = _record("By a large window", ("poses", "window"))
     scene = "a cozy coffee shop interior, rainy window"

@@ -44,11 +44,6 @@ MAX_ALTERNATES = 3  # next ranked adapters shown per taken phrase
 # A document that plainly names its phrase (Scoring's scale): such an adapter may fill K as an
 # alternate, and a style or a thing is picked on any phrase it scores this high on.
 PLAIN_SCORE = 0.45
-# An automatic pick whose title does not name its phrase must resemble that phrase alone this
-# much (cosine): one that only resembles the prompt as a whole ("Hospital Gown" for "a hospital
-# corridor") is suggested by rank(), not applied. On the hand-judged set (bench/selector_judged.py)
-# picks under 0.46 were 4 acceptable of 12, those above 36 of 44.
-PHRASE_MATCH = 0.46
 # Below this a document is about something else (Scoring's scale): not worth suggesting.
 RELEVANT_SCORE = 0.2
 MAX_LOOKED = 96  # ranked candidates judged by kind beyond K (bounds the time it takes)
@@ -319,11 +314,8 @@ def _auto_picks(
         plain = bool(scored.score[row] >= PLAIN_SCORE)
         phrase_row = int(scored.phrase[row])
         if judge:
-            bound = binding.bind(record, prompt, texts, phrase_row, plain)
-            weak = bound == phrase_row >= 0 and scored.phrase_score[row] < PHRASE_MATCH
-            if weak and not binding.title_names(record, texts[phrase_row]):
-                continue  # the prompt as a whole resembles it, its phrase does not: rank() lists it
-            phrase_row = bound
+            match = float(scored.phrase_score[row])
+            phrase_row = binding.bind(record, prompt, texts, phrase_row, plain, match)
         if phrase_row is None:
             continue  # its kind forbids it here: neither a pick nor an alternate
         claim = binding.claims(record, prompt)
