@@ -17,10 +17,15 @@ its trigger words then enter the prompt and its face replaces the one they asked
 - an adapter tagged adult ("sexy", "nsfw" …) is picked only when the prompt is adult or names
   it ("an astronaut" never gets a "sexy astronaut suit");
 - an adapter whose title is a person ("Village girl") is not bound to a phrase about a thing;
+- an outfit needs someone in the prompt to wear it ("a pirate ship" has no pirate in it) and
+  binds to its wearer or a garment, never a place ("a gym" for a gym uniform);
+- an adapter whose title and tags say one gender or era stays off a prompt of only the other
+  ("Muscular Female" for "a muscular man", "Roman Armor" for "sci-fi armor"); a meme is
+  picked only by name;
 - below a plain match, an adapter's title must name its phrase's head word ("Hospital Gown"
   is not "a hospital interior").
 
-The word lists are a heuristic for English prompts; a name that is also a common word can
+The word lists (:mod:`pixtention.selector.wordlists`) are a heuristic for English prompts; a name that is also a common word can
 still collide ("Earth-chan" for "earth" is caught only by the person rule).
 """
 
@@ -35,58 +40,22 @@ from pixtention.curator.documents import is_gibberish_word
 from pixtention.curator.kinds import kind_of
 from pixtention.selector.phrases import STOPWORDS, is_boilerplate
 from pixtention.selector.triggers import contains_item, prompt_pieces, trigger_items, words
+from pixtention.selector.wordlists import (
+    ADULT_TAGS,
+    CLOTHING_WORDS,
+    CREATURE_WORDS,
+    FEMALE_WORDS,
+    FUTURE_WORDS,
+    GENERIC_WORDS,
+    MALE_WORDS,
+    MEME_TAGS,
+    PAST_WORDS,
+    PERSON_NOUNS,
+    STYLE_WORDS,
+)
 
 GLOBAL_KINDS = frozenset(("style", "hub"))
 
-# People and roles a prompt names for anyone: never a character's name, and a named
-# character's title holding one ("Fairy Knight Tristan") does not make it "a knight".
-_PERSON_NOUNS = """
-girl girls boy boys woman women man men person people lady ladies gentleman child children kid
-kids baby teen adult female male couple twins sisters brothers mother father sister brother wife
-husband bride groom family friend friends knight knights warrior warriors wizard wizards witch
-witches mage sorceress sorcerer astronaut astronauts soldier soldiers samurai ninja kunoichi maid
-maids nurse nurses princess prince queen king emperor empress lord elf elves dwarf orc goblin
-angel angels demon demons devil succubus vampire werewolf android cyborg pirate pirates cowboy
-cowgirl police policewoman officer doctor teacher student students schoolgirl schoolboy idol
-singer dancer ballerina priest priestess nun monk hero heroine villain goddess god fairy mermaid
-catgirl foxgirl kitsune spaceman pilot chef farmer hunter archer assassin thief rogue paladin
-cleric necromancer barbarian gladiator viking spartan geisha miko cheerleader magician scientist
-detective sailor captain general ranger guard swordsman swordswoman shogun gyaru tomboy secretary
-waitress ronin raider rider guardian companion chan musume 1girl 1boy
-"""
-PERSON_NOUNS = frozenset(_PERSON_NOUNS.split())
-# Other words any prompt or title uses: creatures, clothes, colours, places, quality words.
-_COMMON_WORDS = """
-old young elderly mature dragon dragons cat cats dog dogs fox wolf horse bird birds bunny rabbit
-bear monster monsters ghost zombie skeleton alien aliens robot robots mecha armor armour hat hats
-dress dresses suit suits helmet sword swords shield kimono uniform bikini swimsuit shirt skirt
-jacket coat cape cloak boots gloves glasses mask crown wings tail ears horns hair eyes face body
-hands legs outfit outfits costume clothes clothing lingerie school office red blue green yellow
-orange purple pink black white brown grey gray golden gold silver dark light cute sexy beautiful
-pretty handsome little big small tall short long shining fantasy sci fi cyberpunk steampunk
-medieval gothic anime realistic cartoon chibi portrait photo full upper standing sitting night
-day city forest castle beach sky space street rain snow fire water ice magic magical star stars
-moon sun earth world planet ocean sea river lake mountain mountains tree trees garden park house
-room home table chair bed window door tower bridge temple shrine church village town kingdom
-palace ruins desert island cave field flower flowers rose leaf leaves cloud clouds storm thunder
-lightning wind smoke shadow neon glow crystal ice winter summer spring autumn sunset sunrise
-evening morning secret lost last first golden royal holy sacred wild little great grand super
-art style styles lora locon loha lycoris lyco version ver model concept pose poses background
-scenery detail details detailed add more better new best high quality effect effects plate
-noir crimson scarlet azure spirit phoenix character characters oc wall walls floor roof
-rooftop stairs
-"""
-GENERIC_WORDS = PERSON_NOUNS | frozenset(_COMMON_WORDS.split())
-# Words of a phrase that asks for a look rather than a thing: a style binds to such a phrase
-# (or one naming it, or one its description plainly names).
-_STYLE_WORDS = """
-style styles art artstyle painting painted paint drawing drawn sketch lineart illustration
-render rendering print woodblock ukiyo photo photograph photography photorealistic realistic
-anime manga comic comics cartoon chibi watercolor watercolour oil ink pastel pencil charcoal
-pixel 8bit lowpoly poly 3d 2d cel shading cyberpunk steampunk vaporwave synthwave neon
-retro vintage noir gothic surreal abstract impressionism impressionist minimalist ghibli
-"""
-STYLE_WORDS = frozenset(_STYLE_WORDS.split())
 # Words a phrase and a title share without being about the same thing.
 _BARE_PEOPLE = frozenset(
     ["woman", "women", "girl", "girls", "man", "men", "boy", "boys", "person", "people", "lady"]
@@ -100,12 +69,9 @@ _NOISE = re.compile(r"^(?:v\d[\w.]*|\d+(?:k|d|mb|px|s)?|sd\w*|xl|ver\d*|\w)$")
 # were 4 acceptable of 12, those above 36 of 44.
 PHRASE_MATCH = 0.46
 
-_ADULT_TAGS = """
-bondage bdsm nipples pussy penis cum ahegao topless sexy nsfw hentai porn nude nudes naked sex
-r18 lewd fetish erotic ecchi futanari jav boobs breasts
-"""
-ADULT_TAGS = frozenset(_ADULT_TAGS.split())
 _POSE_TAGS = frozenset(("pose", "poses"))
+# Words that put someone in a prompt besides person nouns: a portrait, someone wearing a thing.
+_SOMEONE = frozenset(("portrait", "selfie", "wearing", "wears", "wear", "dressed", "worn"))
 _HUB_REQUEST = re.compile(
     r"\b(?:add|more|extra|enhanced?|increased?)\s+(?:\w+\s+)?details?\b"
     r"|\bdetail\s*(?:tweaker|enhancer|slider)|\bdetailer\b|\btweaker\b|\benhancer\b"
@@ -123,8 +89,11 @@ class _Facts:
     names: frozenset[str]  # name_words()
     title_nouns: frozenset[str]  # what its title says it depicts (see name_row)
     people: frozenset[str]  # person nouns of its title
-    posed: bool  # tagged as a pose: it paints a person in that pose
+    posed: bool  # tagged as a pose: it paints someone in that pose
     adult: bool
+    meme: bool  # one joke: asked for by name only
+    gender: str  # "female" or "male" when its title and tags say only that one, else ""
+    era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
     # trigger items (as word tuples) that, whole in a prompt, ask for it (_triggered)
     askable: tuple[tuple[str, ...], ...]
@@ -164,20 +133,36 @@ def _derive(record) -> _Facts:
     names = frozenset(w for w in found if not _NOISE.match(w) and (len(w) > 2 or not w.isalpha()))
     tagged = {w for tag in record.tags for w in words(tag)}
     common = {w for w in title if w in GENERIC_WORDS} - _FREE_WORDS
-    # An archetype ("Female Knight") is its title's nouns; a named one only those its tags
-    # repeat, no person noun ("cat" of "Mochi the Cat"; "Fairy Knight Tristan" is no knight).
-    nouns = common if not names else (common - PERSON_NOUNS) & tagged
+    # An archetype ("Female Knight") is its title's nouns; a named one only a creature its tags
+    # repeat or a tag of its own ("cat" of "Mochi the Cat", "lightning" of "LightningVFX"):
+    # "Fairy Knight Tristan" is no knight, "Storm Trooper" (tagged "storm trooper") no storm.
+    whole = {" ".join(words(tag)) for tag in record.tags}
+    nouns = common if not names else (common - PERSON_NOUNS) & (CREATURE_WORDS & tagged | whole)
+    said = title | tagged
     return _Facts(
         kind=kind,
         names=names,
         title_nouns=frozenset(nouns),
         people=frozenset(PERSON_NOUNS & title),
         posed=bool(_POSE_TAGS & tagged),
-        adult=bool(ADULT_TAGS & (tagged | title)),
+        adult=bool(ADULT_TAGS & said),
+        meme=bool(MEME_TAGS & tagged),
+        gender=_gender(said),
+        era=_era(said),
         own=frozenset(title | set(words(texts[1]))),
         askable=tuple(askable),
         distinct=tuple(distinct),
     )
+
+
+def _gender(said: set[str] | frozenset[str]) -> str:
+    female, male = bool(said & FEMALE_WORDS), bool(said & MALE_WORDS)
+    return "" if female == male else "female" if female else "male"
+
+
+def _era(said: set[str] | frozenset[str]) -> str:
+    future, past = bool(said & FUTURE_WORDS), bool(said & PAST_WORDS)
+    return "" if future == past else "future" if future else "past"
 
 
 _PARTS = tuple(w for w in GENERIC_WORDS | STYLE_WORDS if len(w) >= 3)
@@ -185,8 +170,11 @@ _PARTS = tuple(w for w in GENERIC_WORDS | STYLE_WORDS if len(w) >= 3)
 
 def _fused(word: str) -> bool:
     """A made-up word fusing a common one with more ("knightarmor", "neoncity"): no phrase
-    holds it by chance, unlike "car"."""
-    return len(word) >= 7 and any(len(word) - len(p) >= 3 and p in word for p in _PARTS)
+    holds it by chance, unlike "car". The common word starts or ends it: "motorcycle" holds
+    "orc" but fuses nothing."""
+    return len(word) >= 7 and any(
+        len(word) - len(p) >= 3 and (word.startswith(p) or word.endswith(p)) for p in _PARTS
+    )
 
 
 @functools.lru_cache(maxsize=512)
@@ -321,13 +309,20 @@ def _bind_by_kind(
     asked = (named and kind == "character") or _asked_distinctly(facts, prompt)
     if facts.people and not asked and not PERSON_NOUNS & phrase:
         return None  # "Village girl" would paint a person where "a village" is
-    if facts.posed and not asked and not PERSON_NOUNS & _text_words(prompt):
-        return None  # a pose adds someone to a scene without people ("by a large window")
+    everyone = _text_words(prompt)
+    if not asked and (facts.posed or kind == "clothing") and not _someone(prompt):
+        return None  # a pose or an outfit adds someone to a scene without people ("a ship")
+    if not asked and (facts.meme or _other_gender(facts.gender, everyone)):
+        return None  # a meme is asked for by name; "Muscular Female" is not "a muscular man"
+    if not asked and facts.era and _era(phrase) not in ("", facts.era):
+        return None  # "Roman Armor" for "sci-fi armor"
     if kind == "character":
         row = name_row(record, phrases, best_row)
         if row is None or plain or facts.title_nouns & _text_words(phrases[row]):
             return row
         return None  # named, yet its description is about someone else ("Lisa" ≠ Mona Lisa)
+    if kind == "clothing" and not (asked or (PERSON_NOUNS | CLOTHING_WORDS) & phrase):
+        return None  # an outfit is worn: "a gym" is no place for a gym uniform
     if kind == "hub" and not (named or asks_for_detail(phrases)):
         return None
     if kind == "style" and not (named or STYLE_WORDS & phrase):
@@ -335,6 +330,33 @@ def _bind_by_kind(
     if kind != "style" and not (plain or _title_says(facts, text)):
         return None  # a marginal score, and its title names another thing than the phrase
     return best_row
+
+
+@functools.lru_cache(maxsize=64)
+def _someone(prompt: str) -> bool:
+    """The prompt has a person in it ("a girl sitting", "a warrior woman"), not only a thing
+    named after one ("a pirate ship", "a witch hat"), or someone wearing something."""
+    for piece in _grams(prompt)[1]:
+        if _SOMEONE.intersection(piece):
+            return True
+        for i, word in enumerate(piece):
+            after = piece[i + 1] if i + 1 < len(piece) else None
+            if word in PERSON_NOUNS and (
+                after is None
+                or after in PERSON_NOUNS
+                or after in _FREE_WORDS
+                or after.endswith("ing")
+            ):
+                return True
+    return False
+
+
+def _other_gender(gender: str, prompt_words: frozenset[str]) -> bool:
+    """The prompt's people are all of the gender the adapter's title and tags do not say."""
+    if not gender:
+        return False
+    same, other = (FEMALE_WORDS, MALE_WORDS) if gender == "female" else (MALE_WORDS, FEMALE_WORDS)
+    return bool(other & prompt_words) and not same & prompt_words
 
 
 def _head(phrase: str) -> str | None:

@@ -1,0 +1,80 @@
+"""Binding rules about who is in the picture (issue 14's hand-judged misses): an outfit needs
+someone to wear it, an adapter of one gender or era stays off
+a prompt of the other, memes only by name, and a named character's title words that only name
+it ("Storm Trooper") never make it a generic noun."""
+
+from __future__ import annotations
+
+from pixtention.curator.kinds import kind_of
+from pixtention.selector.binding import bind, character_on_generic
+from tests.test_selector_kinds import _record
+
+
+def _bind(record, prompt: str, phrases: list[str], row: int = 0, plain: bool = False):
+    return bind(record, prompt, phrases, row, plain=plain)
+
+
+def test_an_outfit_needs_a_wearer_not_a_thing_named_after_one() -> None:
+    pirate = _record("Pirate Outfit", ("clothing", "pirate", "girl"))
+    assert kind_of(pirate) == "clothing"
+    assert (
+        _bind(pirate, "a pirate ship in a storm", ["a pirate ship", "a storm"], plain=True) is None
+    )
+    prompt = "a pirate girl on a ship"
+    assert _bind(pirate, prompt, ["a pirate girl", "a ship"], plain=True) == 0
+    assert (
+        _bind(pirate, "a cat wearing a pirate outfit", ["a cat", "a pirate outfit"], 1, True) == 1
+    )
+
+
+def test_an_outfit_binds_to_its_wearer_or_a_garment_never_a_place() -> None:
+    gym = _record("Gym uniform (RED)", ("clothing", "uniform"))
+    prompt, phrases = "a man lifting weights in a gym", ["a man", "lifting weights", "a gym"]
+    assert _bind(gym, prompt, phrases, 2, plain=True) is None
+    assert _bind(gym, "a girl in a gym uniform", ["a girl", "a gym uniform"], 1, True) == 1
+
+
+def test_one_gender_stays_off_a_prompt_whose_people_are_the_other() -> None:
+    muscle = _record("Muscular Female Variety", ("concept", "women", "muscle"))
+    assert _bind(muscle, "a muscular man in a gym", ["a muscular man", "a gym"], plain=True) is None
+    assert (
+        _bind(muscle, "a muscular woman in a gym", ["a muscular woman", "a gym"], plain=True) == 0
+    )
+    both = "a muscular man and a muscular woman"
+    assert _bind(muscle, both, ["a muscular man", "a muscular woman"], 1, plain=True) == 1
+
+
+def test_an_era_does_not_serve_the_other_era() -> None:
+    roman = _record("Roman Armor", ("clothing", "medieval", "armor"))
+    prompt = "a cyborg soldier, sci-fi armor"
+    assert _bind(roman, prompt, ["a cyborg soldier", "sci-fi armor"], 1, plain=True) is None
+    prompt = "a legionary soldier, ancient armor"
+    assert _bind(roman, prompt, ["a legionary soldier", "ancient armor"], 1, plain=True) == 1
+
+
+def test_a_meme_is_picked_only_by_name() -> None:
+    meme = _record("Bubble Tea Challenge", ("concept", "meme"), ("bubble tea challenge",))
+    prompt = "a maid serving tea"
+    assert _bind(meme, prompt, ["a maid", "serving tea"], 1, plain=True) is None
+    prompt = "a maid, bubble tea challenge"
+    assert _bind(meme, prompt, ["a maid", "bubble tea challenge"], 1, plain=True) == 1
+
+
+def test_a_named_characters_name_word_is_not_a_generic_noun() -> None:
+    trooper = _record("Storm Trooper - Star Wars", ("character", "star wars", "storm trooper"))
+    prompt, phrases = "a pirate ship in a storm", ["a pirate ship", "a storm"]
+    assert _bind(trooper, prompt, phrases, 1) is None
+    assert character_on_generic(trooper, "a storm")
+    # a creature its tags repeat still binds ("Mochi the Cat" for "a cat")
+    cat = _record("Mochi the Cat", ("character", "cat"), ("mochi cat",))
+    assert _bind(cat, "a fluffy cat on a cushion", ["a fluffy cat", "a cushion"]) == 0
+    # a thing its tags name whole is what it depicts ("LightningVFX" for "lightning")
+    bolt = _record("LightningVFX - Consistent Lightning", ("character", "effect", "lightning"))
+    assert _bind(bolt, "a shogun, lightning", ["a shogun", "lightning"], 1) == 1
+
+
+def test_a_word_holding_a_common_one_inside_is_not_a_fused_trigger() -> None:
+    # "motorcycle" holds "orc": it must not count as a distinctive trigger that asks for it
+    rider = _record("[Concept]Motorcycle Rider", (), ("motorcycle",))
+    prompt = "a futuristic motorcycle on a highway"
+    assert _bind(rider, prompt, ["a futuristic motorcycle", "a highway"], plain=True) is None
