@@ -171,7 +171,7 @@ def latency(args, work: Path) -> dict:
             "vocabulary_items": len(vocab),
             "vocabulary_seconds": vocab.seconds,
             "vocabulary_mb": len(vocab) * vectors.shape[1] * 4 / 2**20,
-            "vocabulary_phrase_hits": sum(vocab.get(t) is not None for t in phrases)
+            "vocabulary_phrase_hits": sum(vocab.find(t) is not None for t in phrases)
             / max(len(phrases), 1),
             "target_p95_ms": TARGET_P95_MS.get(size),
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -167,3 +169,73 @@ def test_themed_library_clusters_by_theme_with_sensible_labels(minilm, tmp_path)
         titles, tags, _ = THEMES[theme]
         vocabulary = set(" ".join([*titles, *tags, theme]).lower().split())
         assert set(label.split(" · ")) <= vocabulary | {"clothing", "style", "background"}, label
+
+
+FLAT_TEXTS = ["a red dragon", "watercolor painting", "1girl", "cyberpunk neon city at night",
+              "猫", "a knight in shining armor guarding a castle gate at dawn"]  # fmt: skip
+
+
+def _flat_call(minilm, texts):
+    encoded = minilm._load()[1](texts, truncation=True, max_length=128)
+    return encoded["input_ids"], encoded.get("token_type_ids")
+
+
+def test_flat_attention_in_runs_equals_one_block_and_alone(minilm, monkeypatch):
+    import torch
+
+    from pixtention.curator import flatbert
+
+    flat = flatbert.FlatBert(minilm._load()[0], torch.float32)
+    ids, types = _flat_call(minilm, FLAT_TEXTS)
+    monkeypatch.setattr(flatbert, "CHUNK_TOKENS", 10)
+    runs = flat._chunks([len(x) for x in ids])
+    assert len(runs) > 2 and runs[-1][1] == sum(map(len, ids))  # several runs, every token
+    assert all(b - a <= 10 or b - a == max(map(len, ids)) for a, b, _ in runs)
+    in_runs = flat(ids, types)
+    monkeypatch.setattr(flatbert, "CHUNK_TOKENS", 10_000)  # one block-diagonal product
+    assert len(flat._chunks([len(x) for x in ids])) == 1
+    block = flat(ids, types)
+    alone = np.concatenate([flat(*_flat_call(minilm, [t])) for t in FLAT_TEXTS])
+    np.testing.assert_allclose(in_runs, block, atol=2e-6)
+    np.testing.assert_allclose(block, alone, atol=2e-5)
+
+
+def test_flat_bf16_weights_prepacked_with_padded_rows(minilm):
+    import torch
+
+    from pixtention.curator import flatbert
+    from pixtention.curator.precision import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16() or not torch.backends.mkldnn.is_available():
+        pytest.skip("no native bf16 on this CPU: bf16 weights are never packed")
+    model = minilm._load()[0]
+    packed = flatbert.FlatBert(model, torch.bfloat16)
+    assert packed.packed and packed.fused_gelu and packed.pad == flatbert.PAD_ROWS
+    ids, types = _flat_call(minilm, FLAT_TEXTS)
+    assert sum(map(len, ids)) % flatbert.PAD_ROWS  # the rows really were padded
+    reference = flatbert.FlatBert(model, torch.float32)(ids, types)
+    got = packed(ids, types)
+    unpadded = copy.copy(packed)
+    unpadded.pad = 1
+    assert float((got * reference).sum(axis=1).min()) >= 0.9999
+    np.testing.assert_allclose(got, unpadded(ids, types), atol=1e-3)  # padding rows are dropped
+
+
+def test_flat_falls_back_to_plain_bf16_weights_when_packing_fails(minilm, monkeypatch, caplog):
+    import torch
+
+    from pixtention.curator import flatbert
+
+    def broken(x, weight, gelu=False):
+        raise RuntimeError("mkldnn: could not create a primitive")
+
+    monkeypatch.setattr(flatbert, "_linear_packed", broken)
+    with caplog.at_level("INFO", logger="pixtention.curator"):
+        flat = flatbert.FlatBert(minilm._load()[0], torch.bfloat16)
+    assert not flat.packed and flat.pad == 1
+    assert all(w.dtype == torch.bfloat16 and w.layout == torch.strided
+               for weights, *_ in flat.layers for w, _ in weights)  # fmt: skip
+    ids, types = _flat_call(minilm, FLAT_TEXTS)
+    reference = flatbert.FlatBert(minilm._load()[0], torch.float32)(ids, types)
+    assert float((flat(ids, types) * reference).sum(axis=1).min()) >= 0.9999
+    assert "not pre-packed (RuntimeError" in caplog.text or not torch.backends.mkldnn.is_available()

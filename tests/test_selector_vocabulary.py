@@ -131,6 +131,30 @@ def test_select_unchanged_and_known_phrases_not_embedded(minilm, float32, monkey
     assert asked[-1] == ["pixel art", "long hair"]
 
 
+def test_an_item_read_alike_is_found_only_for_a_folding_tokenizer(minilm, float32) -> None:
+    library = _library(minilm)
+    vocab = vocabulary.warm(library, wait=True)
+    assert vocab.get("Long  HAIR") is None  # not the item's text
+    found = vocab.find("Long  HAIR")  # uncased MiniLM: the same tokens as "long hair"
+    assert found is not None and found is vocab.get("long hair")
+    np.testing.assert_allclose(library.embed(["Long  HAIR"])[0], found, atol=1e-6)
+    assert vocab.find("long hairs") is None  # other tokens: never a near miss
+    assert minilm.input_key("Pixel\tART") == "pixel art"
+    hashed = vocabulary.warm(_library(HashEmbedder()), wait=True)  # no input_key: exact only
+    assert hashed.get("long hair") is not None and hashed.find("Long Hair") is None
+
+
+def test_query_takes_a_case_variant_from_the_vocabulary(minilm, monkeypatch) -> None:
+    library = _library(minilm)
+    vocabulary.warm(library, wait=True)
+    asked: list[list[str]] = []
+    embed = library.embed
+    monkeypatch.setattr(library, "embed", lambda texts: asked.append(list(texts)) or embed(texts))
+    QUERY_CACHE.clear()
+    select("Pixel Art, LONG HAIR, a purple teapot", library)
+    assert asked == [["a purple teapot"]]
+
+
 def test_built_once_then_only_new_items_embedded(tmp_path) -> None:
     embedder = HashEmbedder()
     first = vocabulary.warm(_library(embedder, store=tmp_path), wait=True)

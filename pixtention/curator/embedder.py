@@ -24,6 +24,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from pixtention.curator.flatbert import FlatBert
+
 log = logging.getLogger("pixtention.curator")
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -97,91 +99,6 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
 FLAT_MAX_TOKENS = 512
 
 
-class FlatBert:
-    """A BERT encoder run over one call's texts laid end to end, for query-sized calls.
-
-    A prompt's phrases are a few tokens each: in packed rows the dense layers still ran over
-    the padding of the last row and a second batch, and the attention over whole 128-token rows
-    (torch's masked attention kernel, about a sixth of the call). Here every dense layer is one
-    matrix product over the real tokens only (query, key and value fused), attention runs
-    within each text (texts of similar length padded together), and the dense layers' weights
-    are in ``dtype`` (bfloat16 on CPUs that compute it natively) while everything else stays
-    float32. Over 300 real prompts (54/131 tokens p50/p95) embedding a prompt's phrases in bf16
-    took 18.1/35.5 ms CPU p50/p95 against 17.9/40.7 in rows (``bench selector``'s side-by-side
-    at load 4 on 2 cores): long prompts gain, where the second row and its padding went; the
-    vectors are unchanged (cosine ≥ 0.9999 to float32). Documents (about 110 tokens each) are
-    faster in rows, where torch's fused attention pays off: 1,024 took 21 s CPU in rows, 33 flat.
-    """
-
-    def __init__(self, model, dtype) -> None:
-        import torch
-
-        self.dtype = dtype
-        self.heads = int(model.config.num_attention_heads)
-        self.embeddings = model.embeddings
-        self.layers = []
-        for layer in model.encoder.layer:
-            s, out = layer.attention.self, layer.attention.output
-            dense = [
-                (torch.cat([s.query.weight, s.key.weight, s.value.weight]),
-                 torch.cat([s.query.bias, s.key.bias, s.value.bias])),
-                (out.dense.weight, out.dense.bias),
-                (layer.intermediate.dense.weight, layer.intermediate.dense.bias),
-                (layer.output.dense.weight, layer.output.dense.bias),
-            ]  # fmt: skip
-            weights = [(w.detach().to(dtype), b.detach().to(dtype)) for w, b in dense]
-            self.layers.append((weights, out.LayerNorm, layer.intermediate.intermediate_act_fn,
-                                layer.output.LayerNorm))  # fmt: skip
-
-    def _dense(self, x, weight):
-        import torch
-
-        return torch.nn.functional.linear(x.to(self.dtype), *weight).float()
-
-    def __call__(self, ids: list[list[int]], types: list[list[int]] | None) -> np.ndarray:
-        """Unit-length mean-pooled vectors of the tokenised texts ``ids``, one row each."""
-        import torch
-
-        lengths = [len(x) for x in ids]
-        starts = np.cumsum([0, *lengths[:-1]])
-        tokens = torch.tensor([t for x in ids for t in x], dtype=torch.long)
-        kinds = (torch.tensor([t for x in types for t in x], dtype=torch.long)
-                 if types is not None else torch.zeros_like(tokens))  # fmt: skip
-        positions = torch.from_numpy(np.concatenate([np.arange(n) for n in lengths]))
-        groups = []  # per group: token index (texts × width, padding → 0), key mask, real rows
-        for group in length_batches(lengths, 256, 1.5):  # 1.5: fastest of 1.25, 1.5, 2 and 3
-            width = max(lengths[i] for i in group)
-            index = np.zeros((len(group), width), dtype=np.int64)
-            for r, i in enumerate(group):
-                index[r, : lengths[i]] = np.arange(starts[i], starts[i] + lengths[i])
-            real = np.arange(width)[None] < np.array([lengths[i] for i in group])[:, None]
-            blocked = torch.zeros(real.shape).masked_fill_(torch.from_numpy(~real), -np.inf)
-            rows = torch.from_numpy(index[real])
-            groups.append((torch.from_numpy(index), blocked[:, None, None], rows,
-                           torch.from_numpy(real.ravel())))  # fmt: skip
-        e = self.embeddings
-        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-            x = e.word_embeddings(tokens) + e.token_type_embeddings(kinds)
-            x = e.LayerNorm(x + e.position_embeddings(positions))
-            width = x.shape[1]
-            head = width // self.heads
-            for weights, norm1, act, norm2 in self.layers:
-                qkv = self._dense(x, weights[0])
-                context = torch.empty_like(x)
-                for index, blocked, rows, real in groups:
-                    n, w = index.shape
-                    q, k, v = qkv[index].view(n, w, 3, self.heads, head).permute(2, 0, 3, 1, 4)
-                    scores = torch.matmul(q, k.transpose(-1, -2)) / head**0.5 + blocked
-                    attended = torch.matmul(scores.softmax(-1), v).transpose(1, 2)
-                    context.index_copy_(0, rows, attended.reshape(n * w, width)[real])
-                x = norm1(self._dense(context, weights[1]) + x)
-                x = norm2(self._dense(act(self._dense(x, weights[2])), weights[3]) + x)
-            owner = torch.repeat_interleave(torch.arange(len(ids)), torch.tensor(lengths))
-            pooled = torch.zeros(len(ids), width).index_add_(0, owner, x)
-            pooled /= torch.tensor(lengths, dtype=torch.float32)[:, None]
-            return torch.nn.functional.normalize(pooled, dim=-1).numpy()
-
-
 class TransformersEmbedder:
     """A ``transformers`` encoder with mean pooling; loaded on first use, thread-safe.
 
@@ -218,6 +135,7 @@ class TransformersEmbedder:
         self._model = None
         self._model_bf16 = None  # the same model with bf16 Linear weights, see _model_to_run
         self._tokenizer = None
+        self._folds: bool | None = None  # see input_key
         self._lock = threading.Lock()
 
     def _load(self):
@@ -242,6 +160,21 @@ class TransformersEmbedder:
     def dim(self) -> int:
         model, _ = self._load()
         return int(model.config.hidden_size)
+
+    def input_key(self, text: str) -> str:
+        """A key two texts share only when this model reads them alike: lower case with single
+        spaces when the tokenizer itself folds case and whitespace (uncased BERT, checked once
+        on probes), else the text itself. A vector looked up by it is the text's own vector."""
+        if self._folds is None:
+            _, tokenizer = self._load()
+            probes = ["Long  Hair,\tBlue EYES", "Café Straße ÀÉÎ", "1GIRL Solo  SMILE"]
+            try:
+                same = [tokenizer(p)["input_ids"] == tokenizer(_folded(p))["input_ids"]
+                        for p in probes]  # fmt: skip
+            except Exception:  # a tokenizer that cannot say: texts stay their own keys
+                same = [False]
+            self._folds = all(same)
+        return _folded(text) if self._folds else text
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` → (len(texts), dim) float32, rows of unit length, input order kept."""
@@ -400,6 +333,10 @@ class TransformersEmbedder:
                 log.info("embedder %s: one text per row (%s)", self.id, reason)
             self._packs = ok
         return self._packs
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def _autocasting_cpu_to(dtype) -> bool:

@@ -87,7 +87,7 @@ def embed_cached(library, texts: list[str]) -> np.ndarray:
     known = vocabulary.lookup(library)
     found = {}
     for text in dict.fromkeys(texts):
-        vector = known.get(text) if known is not None else None
+        vector = known.find(text) if known is not None else None
         found[text] = vector if vector is not None else QUERY_CACHE.get((model, text))
     missing = [t for t, v in found.items() if v is None]
     embedded = np.asarray(library.embed(missing), dtype=np.float32)  # [] still checks the model
