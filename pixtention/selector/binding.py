@@ -95,6 +95,9 @@ class _Facts:
     gender: str  # "female" or "male" when its title and tags say only that one, else ""
     era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
+    whole: frozenset[str]  # its tags, each as one lower-case string of its words
+    # its tags of several words its title holds whole ("Dragon Ball KI Charge"), word tuples
+    compounds: tuple[tuple[str, ...], ...]
     # trigger items (as word tuples) that, whole in a prompt, ask for it (_triggered)
     askable: tuple[tuple[str, ...], ...]
     distinct: tuple[tuple[str, ...], ...]  # those no common phrase holds: a token, two own words
@@ -136,7 +139,7 @@ def _derive(record) -> _Facts:
     # An archetype ("Female Knight") is its title's nouns; a named one only a creature its tags
     # repeat or a tag of its own ("cat" of "Mochi the Cat", "lightning" of "LightningVFX"):
     # "Fairy Knight Tristan" is no knight, "Storm Trooper" (tagged "storm trooper") no storm.
-    whole = {" ".join(words(tag)) for tag in record.tags}
+    whole = _tag_names(record.tags)
     nouns = common if not names else (common - PERSON_NOUNS) & (CREATURE_WORDS & tagged | whole)
     said = title | tagged
     return _Facts(
@@ -150,9 +153,25 @@ def _derive(record) -> _Facts:
         gender=_gender(said),
         era=_era(said),
         own=frozenset(title | set(words(texts[1]))),
+        whole=frozenset(whole),
+        compounds=tuple(
+            tuple(t.split())
+            for t in sorted(whole)
+            if " " in t and _holds_run(tuple(words(record.title)), tuple(t.split()))
+        ),
         askable=tuple(askable),
         distinct=tuple(distinct),
     )
+
+
+_QUALIFIER = re.compile(r"[(（][^)）]*[)）]")
+
+
+def _tag_names(tags: Sequence[str]) -> set[str]:
+    """Each tag as one string of its words, a list pasted into one tag split at its commas
+    and a booru qualifier dropped ("serafuku_(sailor_uniform)" is a serafuku)."""
+    parts = (p for tag in tags for p in re.split(r"[,，]", _QUALIFIER.sub(" ", tag)))
+    return {" ".join(w) for p in parts if (w := words(p))}
 
 
 def _gender(said: set[str] | frozenset[str]) -> str:
@@ -290,7 +309,7 @@ def bind(
     """
     row = _bind_by_kind(record, prompt, phrases, best_row, plain)
     weak = row == best_row >= 0 and phrase_match < PHRASE_MATCH
-    if weak and not _title_says(_facts(record), phrases[best_row]):
+    if weak and not _title_says(_facts(record), phrases[best_row], record):
         return None
     return row
 
@@ -325,9 +344,11 @@ def _bind_by_kind(
         return None  # an outfit is worn: "a gym" is no place for a gym uniform
     if kind == "hub" and not (named or asks_for_detail(phrases)):
         return None
-    if kind == "style" and not (named or STYLE_WORDS & phrase):
+    if kind == "style" and not (_names_a_look(facts, prompt, phrases) or STYLE_WORDS & phrase):
         return None  # "a forest" asks for no fantasy-forest art style, "the sea" no underwater one
-    if kind != "style" and not (plain or _title_says(facts, text)):
+    if kind == "background" and not asked and _handled(text):
+        return None  # "reading a newspaper" holds a thing in hand, not a newspaper-wall setting
+    if kind != "style" and not (plain or _title_says(facts, text, record)):
         return None  # a marginal score, and its title names another thing than the phrase
     return best_row
 
@@ -369,13 +390,91 @@ def _head(phrase: str) -> str | None:
     return content[-1] if content else None
 
 
-def _title_says(facts: _Facts, phrase: str) -> bool:
+def _title_says(facts: _Facts, phrase: str, record) -> bool:
     """Whether the adapter's title or file name holds its phrase's head word, whole or inside
-    a compound ("sunset" in "SunsetScenery", "detail" in "details")."""
+    a compound ("sunset" in "SunsetScenery", "detail" in "details"), not only as part of
+    another thing's name (:func:`_part_of_a_name`), and its tags, triggers or description say
+    it too when it has a description: a title may be a pun ("Salted Fish map materials" are
+    RPG map tiles)."""
     head = _head(phrase)
     if head is None or head in _VAGUE_WORDS:
         return False
-    return any(head in o or (len(o) > 3 and o in head) for o in facts.own)
+    said = any(head in o or (len(o) > 3 and o in head) for o in facts.own)
+    if not said or _part_of_a_name(facts, head, _text_words(phrase)):
+        return False
+    described = record.fields.get("description") or ""
+    if len(described) < _SAYS_LITTLE:
+        return True  # nothing but a title to go by ("EX micro shorts", tagged "clothing")
+    stem = head[:5]  # "photography" is said by "foodphoto", "bridges" by "bridge"
+    return any(stem in text.lower() for text in (*record.tags, *record.triggers, described))
+
+
+_SAYS_LITTLE = 40  # characters: a description shorter than this describes nothing
+
+
+_PLACE_WORDS = frozenset(
+    ("in", "on", "at", "under", "inside", "through", "by", "near", "behind", "beside", "over")
+)
+
+
+_DETERMINERS = frozenset(("a", "an", "the", "his", "her", "their", "my", "some", "two"))
+
+
+def _handled(phrase: str) -> bool:
+    """A verb, a determiner and its object ("reading a newspaper", "holding her sword"): a
+    thing someone handles, not a place a background could fill ("standing by a wall" and "a
+    living room" are places)."""
+    ws = words(phrase)
+    verb = next((i for i, w in enumerate(ws) if w.endswith("ing")), None)
+    return (
+        verb is not None
+        and verb + 2 < len(ws)
+        and ws[verb + 1] in _DETERMINERS
+        and not _PLACE_WORDS & set(ws)
+    )
+
+
+def _holds_run(seq: tuple[str, ...], run: tuple[str, ...]) -> bool:
+    return any(seq[i : i + len(run)] == run for i in range(len(seq) - len(run) + 1))
+
+
+def _part_of_a_name(facts: _Facts, head: str, phrase: frozenset[str]) -> bool:
+    """``head`` is only a word of a longer name that the adapter's title and tags give and
+    the phrase does not hold: a modifier inside it ("dragon" of "Dragon Ball" for "fighting a
+    dragon"), or the noun of a compound whose modifier is a thing of its own, tagged alone
+    ("Spaceship bridge" tagged "spaceship" for "a bridge in paris"). A red dress tagged "red
+    dress" is a dress, a person's "knight armor" serves "a knight", and a "city street" tag
+    its title does not hold names nothing."""
+    if head in facts.whole or head in PERSON_NOUNS:
+        return False
+    for tag in facts.compounds:
+        if head not in tag or phrase.issuperset(tag):
+            continue
+        if tag[-1] != head or " ".join(w for w in tag if w != head) in facts.whole:
+            return True
+    return False
+
+
+def _names_a_look(facts: _Facts, prompt: str, phrases: Sequence[str]) -> bool:
+    """Whether the prompt names a style adapter as a look: a distinctive trigger, or its name
+    words in a phrase as a modifier ("a steampunk inventor"), alone ("…, cyberpunk") or beside
+    a style word. The noun a phrase is about names a look only when the adapter's title is
+    that thing ("The Umbrella LoRA" for "a paper umbrella"), not a look of it: "reading a
+    newspaper" asks for no "Old Newspaper Style" front page."""
+    if _asked_distinctly(facts, prompt):
+        return True
+    names = facts.names | _triggered(facts, prompt)
+    for phrase in phrases:
+        found = names & _text_words(phrase)
+        if not found:
+            continue
+        content = [w for w in words(phrase) if w not in _FREE_WORDS and len(w) > 2]
+        head = content[-1] if content else None
+        if STYLE_WORDS & _text_words(phrase) or found - {head} or set(content) <= found:
+            return True
+        if not STYLE_WORDS & facts.own:
+            return True
+    return False
 
 
 def claims(record, prompt: str) -> frozenset[str]:
