@@ -78,3 +78,23 @@ def test_a_word_holding_a_common_one_inside_is_not_a_fused_trigger() -> None:
     rider = _record("[Concept]Motorcycle Rider", (), ("motorcycle",))
     prompt = "a futuristic motorcycle on a highway"
     assert _bind(rider, prompt, ["a futuristic motorcycle", "a highway"], plain=True) is None
+
+
+def test_a_franchise_named_as_someone_elses_home_names_no_one_else() -> None:
+    inumaki = _record("Inumaki Toge (Jujutsu Kaisen)", ("character", "anime", "jujutsu kaisen"))
+    prompt = "gojo satoru from jujutsu kaisen, blindfold"
+    assert _bind(inumaki, prompt, ["gojo satoru", "jujutsu kaisen", "blindfold"], 1, True) is None
+    prompt = "inumaki toge from jujutsu kaisen"
+    assert _bind(inumaki, prompt, ["inumaki toge", "jujutsu kaisen"], 0, True) == 0
+    # the franchise alone, or a person noun from it, still names its characters
+    prompt = "a boy from jujutsu kaisen"
+    assert _bind(inumaki, prompt, ["a boy", "jujutsu kaisen"], 1, True) == 1
+    # a booru qualifier is a franchise too
+    ibuki = _record("Fate/grand Order : Ibuki Douji", ("character", "fate grand order"))
+    prompt = "solo, semiramis \\(fate\\), black dress"
+    assert _bind(ibuki, prompt, ["solo", "semiramis (fate)", "black dress"], 1, True) is None
+    # a pack whose tags list the one named is about them
+    pack = _record("Demon Slayer Characters", ("character", "demon slayer", "tanjiro"))
+    prompt = "tanjiro from demon slayer swinging his sword"
+    phrases = ["tanjiro", "demon slayer", "swinging his sword"]
+    assert _bind(pack, prompt, phrases, 1, True) == 1

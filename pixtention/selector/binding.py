@@ -323,6 +323,8 @@ def _bind_by_kind(
     named = _named(facts, prompt)
     if adult_unasked(record, prompt):
         return None
+    if kind == "character" and named and _named_for_someone_else(facts, prompt):
+        return None  # "gojo satoru from jujutsu kaisen" names no other Jujutsu Kaisen character
     text = phrases[best_row] if best_row >= 0 else ""
     phrase = _text_words(text)
     asked = (named and kind == "character") or _asked_distinctly(facts, prompt)
@@ -351,6 +353,33 @@ def _bind_by_kind(
     if kind != "style" and not (plain or _title_says(facts, text, record)):
         return None  # a marginal score, and its title names another thing than the phrase
     return best_row
+
+
+_CLAUSE_END = re.compile(r"[,;|\n，、；]")
+_FROM = re.compile(r"^(?P<who>.+?)\s+from\s+(?P<where>.+)$", re.IGNORECASE)
+_QUALIFIED = re.compile(r"^(?P<who>[^()]+?)\s*\\?\((?P<where>[^():]+?)\\?\)$")
+
+
+def _named_for_someone_else(facts: _Facts, prompt: str) -> bool:
+    """The prompt names this character's franchise only as the home of someone else it names
+    ("gojo satoru from jujutsu kaisen" for Inumaki, "semiramis \\(fate\\)" for Ibuki). A pack
+    whose tags list the one named is not someone else."""
+    tagged = {w for tag in facts.whole for w in tag.split()}
+    elsewhere, outside = False, set()
+    for clause in _CLAUSE_END.split(prompt):
+        text = clause.strip()
+        found = _FROM.match(text) or _QUALIFIED.match(text)
+        if found is None:
+            outside.update(words(text))
+            continue
+        who, where = set(words(found["who"])), set(words(found["where"]))
+        outside |= who
+        specific = who - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS - PERSON_NOUNS
+        if facts.names & where and not facts.names & who and specific and not specific & tagged:
+            elsewhere = True
+        else:
+            outside |= where
+    return elsewhere and not facts.names & outside
 
 
 @functools.lru_cache(maxsize=64)
