@@ -98,3 +98,51 @@ def test_a_franchise_named_as_someone_elses_home_names_no_one_else() -> None:
     prompt = "tanjiro from demon slayer swinging his sword"
     phrases = ["tanjiro", "demon slayer", "swinging his sword"]
     assert _bind(pack, prompt, phrases, 1, True) == 1
+
+
+def test_a_characters_series_is_not_the_character() -> None:
+    aderet = _record("Aderet from Saving 80000 Gold Coins.", ("anime", "character"), ("aderet",))
+    prompt, phrases = "a dragon egg in a nest of gold coins", ["a dragon egg", "gold coins"]
+    assert _bind(aderet, prompt, phrases, 1, True) is None
+    prompt, phrases = "aderet counting gold coins", ["aderet counting", "gold coins"]
+    assert _bind(aderet, prompt, phrases, 0, True) == 0
+    link = _record("Link - The Legend of Zelda", ("character", "male"), name="link_offset")
+    prompt, phrases = "princess zelda in a castle garden", ["princess zelda", "a castle garden"]
+    assert _bind(link, prompt, phrases, 0, True) is None
+    # an alias in brackets is a name; a word its tags name whole is what it depicts
+    saber = _record("Artoria Pendragon (Saber & Saber Alter) / Fate", ("character", "saber"))
+    prompt, phrases = "saber from fate stay night in armor", ["saber", "fate stay night"]
+    assert _bind(saber, prompt, phrases, 0, True) == 0
+    bolt = _record("LightningVFX - Consistent Lightning", ("character", "effect", "lightning"))
+    assert _bind(bolt, "a shogun, lightning", ["a shogun", "lightning"], 1) == 1
+
+
+def test_a_meme_titled_so_is_a_meme() -> None:
+    latte = _record("Breast Milk Latte (Meme) | Goofy Ai", ("anime", "concept", "woman"))
+    prompt, phrases = "a cup of matcha latte with latte art", ["a cup of matcha latte", "latte art"]
+    assert _bind(latte, prompt, phrases, 1, plain=True) is None
+
+
+def test_fantasy_and_modern_are_eras_too() -> None:
+    mecha = _record("Mecha warrior", ("anime", "mecha", "action"))
+    prompt = "a muscular orc warrior with an axe"
+    assert _bind(mecha, prompt, ["a muscular orc warrior", "an axe"], plain=True) is None
+    room = _record("XSarchitectural-7Modern interior", ("buildings", "interior design"))
+    prompt = "a gothic cathedral interior"
+    assert _bind(room, prompt, ["a gothic cathedral interior"], plain=True) is None
+    assert _bind(room, "a modern interior", ["a modern interior"], plain=True) == 0
+    fused = _record("XSarchitectural-5Moderninterior", ("buildings", "interior design"))
+    assert _bind(fused, prompt, ["a gothic cathedral interior"], plain=True) is None
+
+
+def test_a_series_part_may_come_first() -> None:
+    chihiro = _record("Ghibli - Spirited Away - Chihiro Ogino", ("character", "ghibli"),
+                      ("ogino chihiro",), name="chihiroOgino_v11")  # fmt: skip
+    prompt, phrases = (
+        "1girl, chihiro ogino, ghibli style",
+        ["1girl", "chihiro ogino", "ghibli style"],
+    )
+    assert _bind(chihiro, prompt, phrases, 1, True) == 1
+    erina = _record("Erina Nakiri - Food Wars!", ("character",), ("erina nakiri",))
+    prompt, phrases = "a chef cooking food", ["a chef cooking", "food"]
+    assert _bind(erina, prompt, phrases, 1, True) is None

@@ -95,6 +95,7 @@ class _Facts:
     gender: str  # "female" or "male" when its title and tags say only that one, else ""
     era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
+    series: frozenset[str]  # name words only its title's series part holds ("Rem - Re:Zero")
     whole: frozenset[str]  # its tags, each as one lower-case string of its words
     # its tags of several words its title holds whole ("Dragon Ball KI Charge"), word tuples
     compounds: tuple[tuple[str, ...], ...]
@@ -141,7 +142,8 @@ def _derive(record) -> _Facts:
     # "Fairy Knight Tristan" is no knight, "Storm Trooper" (tagged "storm trooper") no storm.
     whole = _tag_names(record.tags)
     nouns = common if not names else (common - PERSON_NOUNS) & (CREATURE_WORDS & tagged | whole)
-    said = title | tagged
+    said = {w.lstrip("0123456789") for w in title} | tagged  # "7Modern" of a numbered series
+    said |= {e for w in said for e in _ERA_WORDS if len(w) > len(e) >= 5 and w.startswith(e)}
     return _Facts(
         kind=kind,
         names=names,
@@ -149,10 +151,11 @@ def _derive(record) -> _Facts:
         people=frozenset(PERSON_NOUNS & title),
         posed=bool(_POSE_TAGS & tagged),
         adult=bool(ADULT_TAGS & said),
-        meme=bool(MEME_TAGS & tagged),
+        meme=bool(MEME_TAGS & said),
         gender=_gender(said),
         era=_era(said),
         own=frozenset(title | set(words(texts[1]))),
+        series=frozenset(names & _series_words(record.title, _anchors(texts))),
         whole=frozenset(whole),
         compounds=tuple(
             tuple(t.split())
@@ -174,6 +177,34 @@ def _tag_names(tags: Sequence[str]) -> set[str]:
     return {" ".join(w) for p in parts if (w := words(p))}
 
 
+# Where one part of a character title ends and another (its series, an author) begins;
+# brackets hold an alias as often ("Artoria Pendragon (Saber)") and part nothing.
+_TITLE_PARTS = re.compile(r"\s[-|/–—]\s|\sfrom\s", re.IGNORECASE)
+
+
+def _series_words(title: str, anchors: set[str]) -> set[str]:
+    """The words of a character title's other parts than its name, the name part being the
+    one its file name or naming triggers (``anchors``) share: "Food Wars" of "Erina Nakiri -
+    Food Wars!", "Ghibli" and "Spirited Away" of "Ghibli - Spirited Away - Chihiro Ogino",
+    "Saving 80000 Gold Coins" of "Aderet from Saving 80000 Gold Coins". None when no part, or
+    every part, is so anchored."""
+    parts = [set(words(p)) for p in _TITLE_PARTS.split(title)]
+
+    def anchored(part: set[str]) -> bool:
+        return any(w in a for w in part if len(w) >= 3 for a in anchors)
+
+    named = [p for p in parts if anchored(p)]
+    if len(parts) < 2 or not named or len(named) == len(parts):
+        return set()
+    return set().union(*(p for p in parts if not anchored(p))) - set().union(*named)
+
+
+def _anchors(texts: list[str]) -> set[str]:
+    """Words of a file name and naming triggers (``texts`` after the title): where a title's
+    name part is."""
+    return {w for text in texts[1:] for w in words(text) if not _NOISE.match(w)}
+
+
 def _gender(said: set[str] | frozenset[str]) -> str:
     female, male = bool(said & FEMALE_WORDS), bool(said & MALE_WORDS)
     return "" if female == male else "female" if female else "male"
@@ -184,6 +215,7 @@ def _era(said: set[str] | frozenset[str]) -> str:
     return "" if future == past else "future" if future else "past"
 
 
+_ERA_WORDS = FUTURE_WORDS | PAST_WORDS  # also heading a fused title word ("Moderninterior")
 _PARTS = tuple(w for w in GENERIC_WORDS | STYLE_WORDS if len(w) >= 3)
 
 
@@ -325,6 +357,8 @@ def _bind_by_kind(
         return None
     if kind == "character" and named and _named_for_someone_else(facts, prompt):
         return None  # "gojo satoru from jujutsu kaisen" names no other Jujutsu Kaisen character
+    if kind == "character" and named and named <= facts.series and not named & facts.title_nouns:
+        return None  # its series is no one: "gold coins" are not Aderet, "zelda" is not Link
     text = phrases[best_row] if best_row >= 0 else ""
     phrase = _text_words(text)
     asked = (named and kind == "character") or _asked_distinctly(facts, prompt)

@@ -97,8 +97,15 @@ stockings pantyhose leggings socks bodysuit leotard outfit outfits costume costu
 clothing attire wear blindfold headphones tattoo tattoos
 """
 CLOTHING_WORDS = frozenset(_CLOTHING_WORDS.split())
-# Eras a phrase or an adapter may belong to: "sci-fi armor" asks for no Roman armour.
-_FUTURE_WORDS = "sci fi scifi futuristic future cyberpunk cyber cyborg android mecha spaceship"
+# Eras a phrase or an adapter may belong to: "sci-fi armor" asks for no Roman armour, "an orc
+# warrior" no mecha warrior, "a gothic cathedral" no modern interior. "Future" is now or later.
+_FUTURE_WORDS = """
+sci fi scifi futuristic future cyberpunk cyber cyborg android mecha spaceship modern
+contemporary
+"""
 FUTURE_WORDS = frozenset(_FUTURE_WORDS.split())
-_PAST_WORDS = "medieval ancient roman greek traditional victorian feudal historical renaissance"
+_PAST_WORDS = """
+medieval ancient roman greek traditional victorian feudal historical renaissance gothic baroque
+rococo viking vikings knight knights castle orc orcs dwarf dwarves
+"""
 PAST_WORDS = frozenset(_PAST_WORDS.split())
