@@ -29,16 +29,14 @@ def timed(prompt: str, library) -> tuple[float, float]:
 
 
 def forget_prompts(library) -> None:
-    """Forget every prompt seen so far: their phrase vectors, their words' document
-    frequencies and the binding's per-prompt word runs, so a "cold" prompt pays for all of
-    them (what the library itself holds — its vocabulary, its records' binding facts — stays)."""
+    """Forget every prompt seen so far: their phrase vectors and the binding's per-prompt word
+    runs, so a "cold" prompt pays for all of them (what the library itself holds — its
+    vocabulary, its words' document frequencies, its records' binding facts — stays)."""
     from pixtention.selector import binding
-    from pixtention.selector.candidates import lexical_index
     from pixtention.selector.query import QUERY_CACHE
 
     QUERY_CACHE.clear()
-    lexical_index(library)._df.clear()  # noqa: SLF001 (a measurement reaches into the cache)
-    binding._grams.cache_clear()  # noqa: SLF001
+    binding._grams.cache_clear()  # noqa: SLF001 (a measurement reaches into the cache)
     binding._text_words.cache_clear()  # noqa: SLF001
 
 

@@ -305,8 +305,9 @@ def _auto_picks(
     chosen: list[tuple[int, int]] = []  # (scored row, phrase row)
     spare: list[tuple[int, int]] = []  # accepted, but its phrase, its person or K was taken
     repeats: list[int] = []  # spare rows about a picked character: alternates, never fillers
-    for looked, row in enumerate(np.argsort(-scored.score, kind="stable").tolist()):
-        if scored.score[row] < threshold or looked >= n + MAX_LOOKED:
+    ranked = np.argsort(-scored.score, kind="stable")[: n + MAX_LOOKED]
+    for row in ranked.tolist():
+        if scored.score[row] < threshold:
             break
         if len(chosen) >= n and len(spare) >= MAX_ALTERNATES * n:
             break
