@@ -239,3 +239,43 @@ def test_flat_falls_back_to_plain_bf16_weights_when_packing_fails(minilm, monkey
     reference = flatbert.FlatBert(minilm._load()[0], torch.float32)(ids, types)
     assert float((flat(ids, types) * reference).sum(axis=1).min()) >= 0.9999
     assert "not pre-packed (RuntimeError" in caplog.text or not torch.backends.mkldnn.is_available()
+
+
+def test_one_thread_at_a_time_in_the_tokenizer():
+    """A fast tokenizer is not thread-safe: calls from several threads (the vocabulary's build
+    beside a generation's query) must never overlap inside it."""
+    import threading
+    import time
+
+    embedder = make_embedder()
+    embedder.embed(["warm up"])
+    inner, inside, overlaps = embedder._tokenizer, [0], []  # noqa: SLF001
+    guard = threading.Lock()
+
+    def watched(*args, **kwargs):
+        with guard:
+            inside[0] += 1
+            overlaps.append(inside[0] > 1)
+        time.sleep(0.002)  # widen the window a second caller would enter in
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    embedder._tokenizer = watched  # noqa: SLF001
+
+    def work(i: int) -> None:
+        for n in range(10):
+            if i % 2:
+                embedder.embed([f"a knight number {n}", "neon city"])
+            else:
+                embedder._folds = None  # noqa: SLF001 (probes the tokenizer again)
+                embedder.input_key("Long Hair")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps and not any(overlaps)

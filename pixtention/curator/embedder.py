@@ -137,6 +137,10 @@ class TransformersEmbedder:
         self._tokenizer = None
         self._folds: bool | None = None  # see input_key
         self._lock = threading.Lock()
+        # A fast tokenizer is one Rust object whose truncation setting each call may change:
+        # two threads in it at once fail with "Already borrowed" (seen in the real WebUI job
+        # while the vocabulary was built beside a generation's query).
+        self._tokenizer_lock = threading.Lock()
 
     def _load(self):
         with self._lock:
@@ -166,23 +170,28 @@ class TransformersEmbedder:
         spaces when the tokenizer itself folds case and whitespace (uncased BERT, checked once
         on probes), else the text itself. A vector looked up by it is the text's own vector."""
         if self._folds is None:
-            _, tokenizer = self._load()
             probes = ["Long  Hair,\tBlue EYES", "Café Straße ÀÉÎ", "1GIRL Solo  SMILE"]
             try:
-                same = [tokenizer(p)["input_ids"] == tokenizer(_folded(p))["input_ids"]
+                same = [self._tokenize(p)["input_ids"] == self._tokenize(_folded(p))["input_ids"]
                         for p in probes]  # fmt: skip
             except Exception:  # a tokenizer that cannot say: texts stay their own keys
                 same = [False]
             self._folds = all(same)
         return _folded(text) if self._folds else text
 
+    def _tokenize(self, texts, **kwargs):
+        """The tokenizer's encoding of ``texts``, one thread at a time (see __init__)."""
+        _, tokenizer = self._load()
+        with self._tokenizer_lock:
+            return tokenizer(texts, **kwargs)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` → (len(texts), dim) float32, rows of unit length, input order kept."""
-        model, tokenizer = self._load()
+        model, _ = self._load()
         texts = [t if t.strip() else "." for t in texts]
         if not texts:
             return np.zeros((0, int(model.config.hidden_size)), dtype=np.float32)
-        encoded = tokenizer(texts, truncation=True, max_length=self.max_length)
+        encoded = self._tokenize(texts, truncation=True, max_length=self.max_length)
         ids = encoded["input_ids"]
         lengths = [len(x) for x in ids]
         if self.pack and sum(lengths) <= self.flat_max_tokens and (flat := self._flat_model()):
@@ -288,12 +297,12 @@ class TransformersEmbedder:
         if self._flat is None:
             import torch
 
-            model, tokenizer = self._model, self._tokenizer
+            model = self._model
             flat = None
             reason = f"model type {getattr(model.config, 'model_type', '?')!r}"
             if getattr(model.config, "model_type", "") == "bert":
                 probe = ["a red dragon over the city", "watercolor", "猫"]
-                encoded = tokenizer(probe, truncation=True, max_length=self.max_length)
+                encoded = self._tokenize(probe, truncation=True, max_length=self.max_length)
                 try:
                     with torch.autocast("cpu", enabled=False):  # both sides in float32
                         flat = FlatBert(model, torch.float32)
@@ -316,12 +325,12 @@ class TransformersEmbedder:
         version that reads the segment mask differently falls back to one text per row.
         """
         if self._packs is None:
-            model, tokenizer = self._model, self._tokenizer
+            model = self._model
             ok = getattr(model.config, "model_type", "") == "bert"
             reason = f"model type {getattr(model.config, 'model_type', '?')!r}"
             if ok:
                 probe = ["a red dragon over the city", "watercolor"]
-                encoded = tokenizer(probe, truncation=True, max_length=self.max_length)
+                encoded = self._tokenize(probe, truncation=True, max_length=self.max_length)
                 try:
                     together = self._run(encoded, [[0, 1]])
                     alone = self._run(encoded, [[0], [1]])
