@@ -119,9 +119,7 @@ def test_select_unchanged_and_known_phrases_not_embedded(minilm, float32, monkey
         assert [p.name for p in after] == [p.name for p in before], prompt
         assert [p.phrase for p in after] == [p.phrase for p in before], prompt
         np.testing.assert_allclose([p.score for p in after], [p.score for p in before], atol=1e-6)
-    asked: list[list[str]] = []
-    embed = warm.embed
-    monkeypatch.setattr(warm, "embed", lambda texts: asked.append(list(texts)) or embed(texts))
+    asked = _record_embeds(monkeypatch, warm)
     QUERY_CACHE.clear()
     select("pixel art, long hair, a purple teapot", warm)
     assert asked == [["a purple teapot"]]
@@ -129,6 +127,14 @@ def test_select_unchanged_and_known_phrases_not_embedded(minilm, float32, monkey
     with vocabulary.detached(warm):
         select("pixel art, long hair", warm)
     assert asked[-1] == ["pixel art", "long hair"]
+
+
+def _record_embeds(monkeypatch, library) -> list[list[str]]:
+    """The texts each later ``library.embed`` call is asked for, in order."""
+    asked: list[list[str]] = []
+    embed = library.embed
+    monkeypatch.setattr(library, "embed", lambda texts: asked.append(list(texts)) or embed(texts))
+    return asked
 
 
 def test_an_item_read_alike_is_found_only_for_a_folding_tokenizer(minilm, float32) -> None:
@@ -147,9 +153,7 @@ def test_an_item_read_alike_is_found_only_for_a_folding_tokenizer(minilm, float3
 def test_query_takes_a_case_variant_from_the_vocabulary(minilm, monkeypatch) -> None:
     library = _library(minilm)
     vocabulary.warm(library, wait=True)
-    asked: list[list[str]] = []
-    embed = library.embed
-    monkeypatch.setattr(library, "embed", lambda texts: asked.append(list(texts)) or embed(texts))
+    asked = _record_embeds(monkeypatch, library)
     QUERY_CACHE.clear()
     select("Pixel Art, LONG HAIR, a purple teapot", library)
     assert asked == [["a purple teapot"]]
