@@ -34,22 +34,16 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from pixtention.curator.documents import is_gibberish_word
-from pixtention.curator.kinds import kind_of
-from pixtention.selector.phrases import STOPWORDS, is_boilerplate
-from pixtention.selector.triggers import contains_item, prompt_pieces, trigger_items, words
+from pixtention.selector.adapter_facts import FREE_WORDS, Facts, era_of, facts_of
+from pixtention.selector.phrases import is_boilerplate
+from pixtention.selector.triggers import contains_item, prompt_pieces, words
 from pixtention.selector.wordlists import (
     ADULT_TAGS,
     CLOTHING_WORDS,
-    CREATURE_WORDS,
     FEMALE_WORDS,
-    FUTURE_WORDS,
     GENERIC_WORDS,
     MALE_WORDS,
-    MEME_TAGS,
-    PAST_WORDS,
     PERSON_NOUNS,
     STYLE_WORDS,
 )
@@ -61,15 +55,12 @@ _BARE_PEOPLE = frozenset(
     ["woman", "women", "girl", "girls", "man", "men", "boy", "boys", "person", "people", "lady"]
 )
 _VAGUE_WORDS = frozenset(("style", "styles", "art", "concept", "lora", "version", "effect"))
-_FREE_WORDS = STOPWORDS | {"and", "with", "in", "from", "all", "new", "lora", "locon", "loha"}
-_NOISE = re.compile(r"^(?:v\d[\w.]*|\d+(?:k|d|mb|px|s)?|sd\w*|xl|ver\d*|\w)$")
 
 # An automatic pick whose title does not name its phrase must resemble that phrase alone this
 # much (cosine, see bind). On the hand-judged set (bench/selector_judged.py) picks under 0.46
 # were 4 acceptable of 12, those above 36 of 44.
 PHRASE_MATCH = 0.46
 
-_POSE_TAGS = frozenset(("pose", "poses"))
 # Words that put someone in a prompt besides person nouns: a portrait, someone wearing a thing.
 _SOMEONE = frozenset(("portrait", "selfie", "wearing", "wears", "wear", "dressed", "worn"))
 _HUB_REQUEST = re.compile(
@@ -78,154 +69,6 @@ _HUB_REQUEST = re.compile(
     r"|\bnoise\s*offset\b",
     re.IGNORECASE,
 )
-
-
-@dataclass(frozen=True)
-class _Facts:
-    """What the rules read from one adapter, derived once (select() judges up to a hundred
-    candidates per prompt)."""
-
-    kind: str
-    names: frozenset[str]  # name_words()
-    title_nouns: frozenset[str]  # what its title says it depicts (see name_row)
-    people: frozenset[str]  # person nouns of its title
-    posed: bool  # tagged as a pose: it paints someone in that pose
-    adult: bool
-    meme: bool  # one joke: asked for by name only
-    gender: str  # "female" or "male" when its title and tags say only that one, else ""
-    era: str  # "future" or "past" when its title and tags say only that one, else ""
-    own: frozenset[str]  # words of its title and file name
-    series: frozenset[str]  # name words only its title's series part holds ("Rem - Re:Zero")
-    whole: frozenset[str]  # its tags, each as one lower-case string of its words
-    # its tags of several words its title holds whole ("Dragon Ball KI Charge"), word tuples
-    compounds: tuple[tuple[str, ...], ...]
-    # trigger items (as word tuples) that, whole in a prompt, ask for it (_triggered)
-    askable: tuple[tuple[str, ...], ...]
-    distinct: tuple[tuple[str, ...], ...]  # those no common phrase holds: a token, two own words
-
-
-_FACTS: dict[tuple, _Facts] = {}
-_MAX_FACTS = 1 << 16
-
-
-def _facts(record) -> _Facts:
-    key = (record.name, record.title, record.triggers, record.tags, record.concept_kind)
-    found = _FACTS.get(key)
-    if found is None:
-        if len(_FACTS) >= _MAX_FACTS:
-            _FACTS.clear()
-        found = _FACTS[key] = _derive(record)
-    return found
-
-
-def _derive(record) -> _Facts:
-    kind = kind_of(record)
-    title = set(words(record.title))
-    texts = [record.title, re.sub(r"[_\-.]+", " ", record.name)]
-    askable, distinct = [], []
-    for item in trigger_items(record.triggers):
-        item_words = words(item)
-        token = any(map(is_gibberish_word, item_words))
-        if title.intersection(item_words) or token:
-            texts.append(item)
-        own = set(item_words) - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS
-        if token or (own and kind != "character"):
-            askable.append(tuple(item_words))
-            if token or len(own) > 1 or any(map(_fused, own)):
-                distinct.append(tuple(item_words))
-    found = {w for text in texts for w in words(text)} - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS
-    names = frozenset(w for w in found if not _NOISE.match(w) and (len(w) > 2 or not w.isalpha()))
-    tagged = {w for tag in record.tags for w in words(tag)}
-    common = {w for w in title if w in GENERIC_WORDS} - _FREE_WORDS
-    # An archetype ("Female Knight") is its title's nouns; a named one only a creature its tags
-    # repeat or a tag of its own ("cat" of "Mochi the Cat", "lightning" of "LightningVFX"):
-    # "Fairy Knight Tristan" is no knight, "Storm Trooper" (tagged "storm trooper") no storm.
-    whole = _tag_names(record.tags)
-    nouns = common if not names else (common - PERSON_NOUNS) & (CREATURE_WORDS & tagged | whole)
-    said = {w.lstrip("0123456789") for w in title} | tagged  # "7Modern" of a numbered series
-    said |= {e for w in said for e in _ERA_WORDS if len(w) > len(e) >= 5 and w.startswith(e)}
-    return _Facts(
-        kind=kind,
-        names=names,
-        title_nouns=frozenset(nouns),
-        people=frozenset(PERSON_NOUNS & title),
-        posed=bool(_POSE_TAGS & tagged),
-        adult=bool(ADULT_TAGS & said),
-        meme=bool(MEME_TAGS & said),
-        gender=_gender(said),
-        era=_era(said),
-        own=frozenset(title | set(words(texts[1]))),
-        series=frozenset(names & _series_words(record.title, _anchors(texts))),
-        whole=frozenset(whole),
-        compounds=tuple(
-            tuple(t.split())
-            for t in sorted(whole)
-            if " " in t and _holds_run(tuple(words(record.title)), tuple(t.split()))
-        ),
-        askable=tuple(askable),
-        distinct=tuple(distinct),
-    )
-
-
-_QUALIFIER = re.compile(r"[(（][^)）]*[)）]")
-
-
-def _tag_names(tags: Sequence[str]) -> set[str]:
-    """Each tag as one string of its words, a list pasted into one tag split at its commas
-    and a booru qualifier dropped ("serafuku_(sailor_uniform)" is a serafuku)."""
-    parts = (p for tag in tags for p in re.split(r"[,，]", _QUALIFIER.sub(" ", tag)))
-    return {" ".join(w) for p in parts if (w := words(p))}
-
-
-# Where one part of a character title ends and another (its series, an author) begins;
-# brackets hold an alias as often ("Artoria Pendragon (Saber)") and part nothing.
-_TITLE_PARTS = re.compile(r"\s[-|/–—]\s|\sfrom\s", re.IGNORECASE)
-
-
-def _series_words(title: str, anchors: set[str]) -> set[str]:
-    """The words of a character title's other parts than its name, the name part being the
-    one its file name or naming triggers (``anchors``) share: "Food Wars" of "Erina Nakiri -
-    Food Wars!", "Ghibli" and "Spirited Away" of "Ghibli - Spirited Away - Chihiro Ogino",
-    "Saving 80000 Gold Coins" of "Aderet from Saving 80000 Gold Coins". None when no part, or
-    every part, is so anchored."""
-    parts = [set(words(p)) for p in _TITLE_PARTS.split(title)]
-
-    def anchored(part: set[str]) -> bool:
-        return any(w in a for w in part if len(w) >= 3 for a in anchors)
-
-    named = [p for p in parts if anchored(p)]
-    if len(parts) < 2 or not named or len(named) == len(parts):
-        return set()
-    return set().union(*(p for p in parts if not anchored(p))) - set().union(*named)
-
-
-def _anchors(texts: list[str]) -> set[str]:
-    """Words of a file name and naming triggers (``texts`` after the title): where a title's
-    name part is."""
-    return {w for text in texts[1:] for w in words(text) if not _NOISE.match(w)}
-
-
-def _gender(said: set[str] | frozenset[str]) -> str:
-    female, male = bool(said & FEMALE_WORDS), bool(said & MALE_WORDS)
-    return "" if female == male else "female" if female else "male"
-
-
-def _era(said: set[str] | frozenset[str]) -> str:
-    future, past = bool(said & FUTURE_WORDS), bool(said & PAST_WORDS)
-    return "" if future == past else "future" if future else "past"
-
-
-_ERA_WORDS = FUTURE_WORDS | PAST_WORDS  # also heading a fused title word ("Moderninterior")
-_PARTS = tuple(w for w in GENERIC_WORDS | STYLE_WORDS if len(w) >= 3)
-
-
-def _fused(word: str) -> bool:
-    """A made-up word fusing a common one with more ("knightarmor", "neoncity"): no phrase
-    holds it by chance, unlike "car". The common word starts or ends it: "motorcycle" holds
-    "orc" but fuses nothing."""
-    return len(word) >= 7 and any(
-        len(word) - len(p) >= 3 and (word.startswith(p) or word.endswith(p)) for p in _PARTS
-    )
 
 
 @functools.lru_cache(maxsize=512)
@@ -261,7 +104,7 @@ def _holds(prompt: str, item: tuple[str, ...]) -> bool:
 def name_words(record) -> frozenset[str]:
     """The words that name this adapter and nothing else: its title's, file name's and naming
     triggers' words, generic nouns, versions and numbers left out."""
-    return _facts(record).names
+    return facts_of(record).names
 
 
 def asks_for_detail(phrases: Sequence[str]) -> bool:
@@ -269,7 +112,7 @@ def asks_for_detail(phrases: Sequence[str]) -> bool:
     return any(_HUB_REQUEST.search(p) for p in phrases if not is_boilerplate(p))
 
 
-def _triggered(facts: _Facts, prompt: str) -> frozenset[str]:
+def _triggered(facts: Facts, prompt: str) -> frozenset[str]:
     """The words of a trigger item the prompt holds whole: for a thing, an item with a word of
     its own ("knightarmor", not "sitting"); for a character only a token-like one (its
     "blonde hair" is anyone's)."""
@@ -279,13 +122,13 @@ def _triggered(facts: _Facts, prompt: str) -> frozenset[str]:
     return frozenset()
 
 
-def _asked_distinctly(facts: _Facts, prompt: str) -> bool:
+def _asked_distinctly(facts: Facts, prompt: str) -> bool:
     """The prompt holds one of its distinctive trigger items whole ("bubble tea challenge",
     "ohwx"), not one any prompt may hold ("car", "crossed legs")."""
     return any(_holds(prompt, item) for item in facts.distinct)
 
 
-def _named(facts: _Facts, prompt: str) -> frozenset[str]:
+def _named(facts: Facts, prompt: str) -> frozenset[str]:
     """The adapter's name words the prompt holds, else a trigger item's (:func:`_triggered`)."""
     return facts.names & _text_words(prompt) or _triggered(facts, prompt)
 
@@ -297,7 +140,7 @@ def adult_unasked(record, prompt: str, applied: bool = True) -> bool:
     "sexy"), anything else by a distinctive trigger: a name word that is also a common word
     ("wedding" of "Sexy Wedding Short Dress", "victorian" of a Victorian style tagged sexy) does
     not ask for it. To be listed as a suggestion, any of its name words in the prompt does."""
-    facts = _facts(record)
+    facts = facts_of(record)
     if not facts.adult or ADULT_TAGS & _text_words(prompt):
         return False
     if facts.kind == "character" or not applied:
@@ -314,7 +157,7 @@ def name_row(record, phrases: Sequence[str], best_row: int) -> int | None:
     """A character's phrase, or None when no phrase is about it: ``best_row`` if it names it
     or holds its title's noun (an archetype, or a creature its tags repeat), else the phrase
     holding most of its name words ("hatsune miku" for "Hatsune Miku | Vocaloid")."""
-    facts = _facts(record)
+    facts = facts_of(record)
     if best_row >= 0 and (facts.names | facts.title_nouns) & _text_words(phrases[best_row]):
         return best_row
     hits = [len(facts.names & _text_words(p)) for p in phrases]
@@ -341,7 +184,7 @@ def bind(
     """
     row = _bind_by_kind(record, prompt, phrases, best_row, plain)
     weak = row == best_row >= 0 and phrase_match < PHRASE_MATCH
-    if weak and not _title_says(_facts(record), phrases[best_row], record):
+    if weak and not _title_says(facts_of(record), phrases[best_row], record):
         return None
     return row
 
@@ -350,7 +193,7 @@ def _bind_by_kind(
     record, prompt: str, phrases: Sequence[str], best_row: int, plain: bool
 ) -> int | None:
     """:func:`bind` by the adapter's kind alone (the rules of the module docstring)."""
-    facts = _facts(record)
+    facts = facts_of(record)
     kind = facts.kind
     named = _named(facts, prompt)
     if adult_unasked(record, prompt):
@@ -369,7 +212,7 @@ def _bind_by_kind(
         return None  # a pose or an outfit adds someone to a scene without people ("a ship")
     if not asked and (facts.meme or _other_gender(facts.gender, everyone)):
         return None  # a meme is asked for by name; "Muscular Female" is not "a muscular man"
-    if not asked and facts.era and _era(phrase) not in ("", facts.era):
+    if not asked and facts.era and era_of(phrase) not in ("", facts.era):
         return None  # "Roman Armor" for "sci-fi armor"
     if kind == "character":
         row = name_row(record, phrases, best_row)
@@ -394,7 +237,7 @@ _FROM = re.compile(r"^(?P<who>.+?)\s+from\s+(?P<where>.+)$", re.IGNORECASE)
 _QUALIFIED = re.compile(r"^(?P<who>[^()]+?)\s*\\?\((?P<where>[^():]+?)\\?\)$")
 
 
-def _named_for_someone_else(facts: _Facts, prompt: str) -> bool:
+def _named_for_someone_else(facts: Facts, prompt: str) -> bool:
     """The prompt names this character's franchise only as the home of someone else it names
     ("gojo satoru from jujutsu kaisen" for Inumaki, "semiramis \\(fate\\)" for Ibuki). A pack
     whose tags list the one named is not someone else."""
@@ -408,7 +251,7 @@ def _named_for_someone_else(facts: _Facts, prompt: str) -> bool:
             continue
         who, where = set(words(found["who"])), set(words(found["where"]))
         outside |= who
-        specific = who - GENERIC_WORDS - STYLE_WORDS - _FREE_WORDS - PERSON_NOUNS
+        specific = who - GENERIC_WORDS - STYLE_WORDS - FREE_WORDS - PERSON_NOUNS
         if facts.names & where and not facts.names & who and specific and not specific & tagged:
             elsewhere = True
         else:
@@ -428,7 +271,7 @@ def _someone(prompt: str) -> bool:
             if word in PERSON_NOUNS and (
                 after is None
                 or after in PERSON_NOUNS
-                or after in _FREE_WORDS
+                or after in FREE_WORDS
                 or after.endswith("ing")
             ):
                 return True
@@ -443,17 +286,22 @@ def _other_gender(gender: str, prompt_words: frozenset[str]) -> bool:
     return bool(other & prompt_words) and not same & prompt_words
 
 
+def _content_words(phrase: str) -> list[str]:
+    """A phrase's words that can carry a concept, in order."""
+    return [w for w in words(phrase) if w not in FREE_WORDS and len(w) > 2]
+
+
 def _head(phrase: str) -> str | None:
     """A phrase's head word: its last content word that is not an -ing verb nor a bare person
     word ("fire" of "breathing fire", "warrior" of "a warrior woman"); None when none."""
-    content = [w for w in words(phrase) if w not in _FREE_WORDS and len(w) > 2]
+    content = _content_words(phrase)
     for w in reversed(content):
         if not w.endswith("ing") and w not in _BARE_PEOPLE:
             return w
     return content[-1] if content else None
 
 
-def _title_says(facts: _Facts, phrase: str, record) -> bool:
+def _title_says(facts: Facts, phrase: str, record) -> bool:
     """Whether the adapter's title or file name holds its phrase's head word, whole or inside
     a compound ("sunset" in "SunsetScenery", "detail" in "details"), not only as part of
     another thing's name (:func:`_part_of_a_name`), and its tags, triggers or description say
@@ -497,11 +345,7 @@ def _handled(phrase: str) -> bool:
     )
 
 
-def _holds_run(seq: tuple[str, ...], run: tuple[str, ...]) -> bool:
-    return any(seq[i : i + len(run)] == run for i in range(len(seq) - len(run) + 1))
-
-
-def _part_of_a_name(facts: _Facts, head: str, phrase: frozenset[str]) -> bool:
+def _part_of_a_name(facts: Facts, head: str, phrase: frozenset[str]) -> bool:
     """``head`` is only a word of a longer name that the adapter's title and tags give and
     the phrase does not hold: a modifier inside it ("dragon" of "Dragon Ball" for "fighting a
     dragon"), or the noun of a compound whose modifier is a thing of its own, tagged alone
@@ -518,7 +362,7 @@ def _part_of_a_name(facts: _Facts, head: str, phrase: frozenset[str]) -> bool:
     return False
 
 
-def _names_a_look(facts: _Facts, prompt: str, phrases: Sequence[str]) -> bool:
+def _names_a_look(facts: Facts, prompt: str, phrases: Sequence[str]) -> bool:
     """Whether the prompt names a style adapter as a look: a distinctive trigger, or its name
     words in a phrase as a modifier ("a steampunk inventor"), alone ("…, cyberpunk") or beside
     a style word. The noun a phrase is about names a look only when the adapter's title is
@@ -531,7 +375,7 @@ def _names_a_look(facts: _Facts, prompt: str, phrases: Sequence[str]) -> bool:
         found = names & _text_words(phrase)
         if not found:
             continue
-        content = [w for w in words(phrase) if w not in _FREE_WORDS and len(w) > 2]
+        content = _content_words(phrase)
         head = content[-1] if content else None
         if STYLE_WORDS & _text_words(phrase) or found - {head} or set(content) <= found:
             return True
@@ -544,7 +388,7 @@ def claims(record, prompt: str) -> frozenset[str]:
     """The prompt's words that name this adapter (:func:`name_words`): an adapter claiming no
     word a picked character does not ("Makima Eyes Inpaint" after "Makima | Chainsaw Man")
     is about the same person again, an alternate rather than a pick."""
-    return _named(_facts(record), prompt)
+    return _named(facts_of(record), prompt)
 
 
 def may_fill(kind: str, phrase_row: int, taken: set[tuple[int, str]]) -> bool:
@@ -557,7 +401,7 @@ def may_fill(kind: str, phrase_row: int, taken: set[tuple[int, str]]) -> bool:
 def character_on_generic(record, phrase: str) -> bool:
     """A character adapter bound to a phrase holding neither its name nor its title's noun
     (the issue's precision failure, counted by the benchmark)."""
-    facts = _facts(record)
+    facts = facts_of(record)
     if facts.kind != "character":
         return False
     return not (facts.names | facts.title_nouns) & _text_words(phrase)
