@@ -79,7 +79,11 @@ def check_for_reader(path: Path) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise StoreError(f"catalog {path} is {_kind(info.st_mode)}, not read; {repair}")
     if info.st_size == 0:
-        raise StoreError(f"catalog {path} is empty (0 bytes); {repair}")
+        # What a first index run killed before its first commit leaves behind: no index yet.
+        raise StoreError(
+            f"no index in catalog {path}: it is empty (0 bytes; a first index run stopped "
+            "early?); run `python -m pixtention index FOLDER` to build it"
+        )
     for extra in CATALOG_COMPANIONS:
         companion = path.with_name(path.name + extra)
         try:
