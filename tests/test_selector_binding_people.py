@@ -100,6 +100,25 @@ def test_a_franchise_named_as_someone_elses_home_names_no_one_else() -> None:
     assert _bind(pack, prompt, phrases, 1, True) == 1
 
 
+def test_a_pack_file_named_for_another_listed_character_is_someone_else() -> None:
+    # a multi-character page lists everyone in its tags; each file is one of them
+    tags = ("character", "jujutsu kaisen", "satoru gojo", "toge inumaki")
+    title = "Sorcerers | Jujutsu Kaisen Characters"
+    inumaki = _record(title, tags, name="jjk_inumaki-10")
+    prompt, phrases = "gojo satoru from jujutsu kaisen", ["gojo satoru", "jujutsu kaisen"]
+    assert _bind(inumaki, prompt, phrases, 1, True) is None
+    gojo = _record(title, tags, name="jjk_gojo-10")
+    assert _bind(gojo, prompt, phrases, 1, True) == 1
+    # a surname shared with the one named does not make Loid's file Yor's
+    tags = ("character", "spy x family", "yor forger", "loid forger")
+    loid = _record("Mr. and Mrs. Forger | SPY x FAMILY", tags, name="sxf_loid_forger-10")
+    prompt, phrases = "yor forger from spy x family", ["yor forger", "spy x family"]
+    assert _bind(loid, prompt, phrases, 1, True) is None
+    assert (
+        _bind(loid, "loid forger from spy x family", ["loid forger", "spy x family"], 0, True) == 0
+    )
+
+
 def test_a_characters_series_is_not_the_character() -> None:
     aderet = _record("Aderet from Saving 80000 Gold Coins.", ("anime", "character"), ("aderet",))
     prompt, phrases = "a dragon egg in a nest of gold coins", ["a dragon egg", "gold coins"]

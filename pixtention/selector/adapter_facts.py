@@ -47,6 +47,7 @@ class Facts:
     gender: str  # "female" or "male" when its title and tags say only that one, else ""
     era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
+    file_only: frozenset[str]  # its file name's words its title lacks ("inumaki" of a pack)
     series: frozenset[str]  # name words only its title's series part holds ("Rem - Re:Zero")
     whole: frozenset[str]  # its tags, each as one lower-case string of its words
     # its tags of several words its title holds whole ("Dragon Ball KI Charge"), word tuples
@@ -107,6 +108,7 @@ def _derive(record) -> Facts:
         gender=_gender(said),
         era=era_of(said),
         own=frozenset(title | set(words(texts[1]))),
+        file_only=frozenset(_anchors(texts[:2]) - title),
         series=frozenset(names & _series_words(record.title, _anchors(texts))),
         whole=frozenset(whole),
         compounds=tuple(

@@ -240,7 +240,9 @@ _QUALIFIED = re.compile(r"^(?P<who>[^()]+?)\s*\\?\((?P<where>[^():]+?)\\?\)$")
 def _named_for_someone_else(facts: Facts, prompt: str) -> bool:
     """The prompt names this character's franchise only as the home of someone else it names
     ("gojo satoru from jujutsu kaisen" for Inumaki, "semiramis \\(fate\\)" for Ibuki). A pack
-    whose tags list the one named is not someone else."""
+    whose tags list the one named is not someone else, unless its file is another one it lists:
+    a multi-character page's files are one character each ("jjk_inumaki" of a page tagged
+    "satoru gojo", "sxf_loid_forger" for "yor forger")."""
     tagged = {w for tag in facts.whole for w in tag.split()}
     elsewhere, outside = False, set()
     for clause in _CLAUSE_END.split(prompt):
@@ -250,12 +252,13 @@ def _named_for_someone_else(facts: Facts, prompt: str) -> bool:
             outside.update(words(text))
             continue
         who, where = set(words(found["who"])), set(words(found["where"]))
-        outside |= who
         specific = who - GENERIC_WORDS - STYLE_WORDS - FREE_WORDS - PERSON_NOUNS
-        if facts.names & where and not facts.names & who and specific and not specific & tagged:
+        unlisted = not facts.names & who and not specific & tagged
+        another = not specific <= facts.names and (facts.file_only & tagged) - who
+        if facts.names & where and specific and (unlisted or another):
             elsewhere = True
         else:
-            outside |= where
+            outside |= who | where
     return elsewhere and not facts.names & outside
 
 
