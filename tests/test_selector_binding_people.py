@@ -42,6 +42,12 @@ def test_one_gender_stays_off_a_prompt_whose_people_are_the_other() -> None:
     )
     both = "a muscular man and a muscular woman"
     assert _bind(muscle, both, ["a muscular man", "a muscular woman"], 1, plain=True) == 1
+    # a place is not of a gender: its tags say who stood in its sample images
+    roof = _record("School rooftop", ("background", "school", "schoolgirl", "rooftop"))
+    assert kind_of(roof) == "background"
+    prompt = "an anime boy in a school uniform on a rooftop"
+    phrases = ["an anime boy", "a school uniform", "a rooftop"]
+    assert _bind(roof, prompt, phrases, 2, plain=True) == 2
 
 
 def test_an_era_does_not_serve_the_other_era() -> None:

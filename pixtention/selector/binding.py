@@ -20,8 +20,8 @@ its trigger words then enter the prompt and its face replaces the one they asked
 - an outfit needs someone in the prompt to wear it ("a pirate ship" has no pirate in it) and
   binds to its wearer or a garment, never a place ("a gym" for a gym uniform);
 - an adapter whose title and tags say one gender or era stays off a prompt of only the other
-  ("Muscular Female" for "a muscular man", "Roman Armor" for "sci-fi armor"); a meme is
-  picked only by name;
+  ("Muscular Female" for "a muscular man", "Roman Armor" for "sci-fi armor"), a background
+  whatever gender its sample images have; a meme is picked only by name;
 - below a plain match, an adapter's title must name its phrase's head word ("Hospital Gown"
   is not "a hospital interior").
 
@@ -210,8 +210,11 @@ def _bind_by_kind(
     everyone = _text_words(prompt)
     if not asked and (facts.posed or kind == "clothing") and not _someone(prompt):
         return None  # a pose or an outfit adds someone to a scene without people ("a ship")
-    if not asked and (facts.meme or _other_gender(facts.gender, everyone)):
-        return None  # a meme is asked for by name; "Muscular Female" is not "a muscular man"
+    if not asked and facts.meme:
+        return None  # a meme is asked for by name
+    if not asked and kind != "background" and _other_gender(facts.gender, everyone):
+        return None  # "Muscular Female" is not "a muscular man" (a place's "schoolgirl" tag
+        # says who is in its sample images, not what the place is)
     if not asked and facts.era and era_of(phrase) not in ("", facts.era):
         return None  # "Roman Armor" for "sci-fi armor"
     if kind == "character":
