@@ -1,5 +1,6 @@
 """Binding rules about who is in the picture (issue 14's hand-judged misses): an outfit needs
-someone to wear it, an adapter of one gender or era stays off
+someone to wear it, a thing trained on one gender needs someone in the prompt, an adapter of
+one gender or era stays off
 a prompt of the other, memes only by name, and a named character's title words that only name
 it ("Storm Trooper") never make it a generic noun."""
 
@@ -48,6 +49,19 @@ def test_one_gender_stays_off_a_prompt_whose_people_are_the_other() -> None:
     prompt = "an anime boy in a school uniform on a rooftop"
     phrases = ["an anime boy", "a school uniform", "a rooftop"]
     assert _bind(roof, prompt, phrases, 2, plain=True) == 2
+
+
+def test_a_thing_trained_on_women_needs_someone_in_the_prompt() -> None:
+    slime = _record("Anime Slime", ("concept", "monster girls", "slime", "slime girl"))
+    assert kind_of(slime) == "concept"
+    prompt, phrases = "a cute slime monster in a dungeon", ["a cute slime monster", "a dungeon"]
+    assert _bind(slime, prompt, phrases, 0, plain=True) is None
+    # someone said, or implied by what only a person has or wears (booru prompts drop "1girl")
+    for prompt in ("a slime girl in a dungeon", "smile, sleeveless, slime, dungeon"):
+        assert _bind(slime, prompt, ["slime", "a dungeon"], 0, plain=True) == 0, prompt
+    # a thing of no gender stays free to fill a scene
+    jelly = _record("Slime Monster", ("concept", "slime", "monster"))
+    assert _bind(jelly, "a cute slime monster in a dungeon", phrases, 0, plain=True) == 0
 
 
 def test_an_era_does_not_serve_the_other_era() -> None:

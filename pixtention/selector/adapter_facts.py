@@ -17,6 +17,7 @@ from pixtention.selector.wordlists import (
     ADULT_TAGS,
     CREATURE_WORDS,
     FEMALE_WORDS,
+    FIGURE_WORDS,
     FUTURE_WORDS,
     GENERIC_WORDS,
     MALE_WORDS,
@@ -45,6 +46,7 @@ class Facts:
     adult: bool
     meme: bool  # one joke: asked for by name only
     gender: str  # "female" or "male" when its title and tags say only that one, else ""
+    figures: bool  # its title or tags say plain women or men ("woman", "1girl"), not a role
     era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
     file_only: frozenset[str]  # its file name's words its title lacks ("inumaki" of a pack)
@@ -106,6 +108,7 @@ def _derive(record) -> Facts:
         adult=bool(ADULT_TAGS & said),
         meme=bool(MEME_TAGS & said),
         gender=_gender(said),
+        figures=bool(FIGURE_WORDS & said),
         era=era_of(said),
         own=frozenset(title | set(words(texts[1]))),
         file_only=frozenset(_anchors(texts[:2]) - title),

@@ -19,6 +19,9 @@ its trigger words then enter the prompt and its face replaces the one they asked
 - an adapter whose title is a person ("Village girl") is not bound to a phrase about a thing;
 - an outfit needs someone in the prompt to wear it ("a pirate ship" has no pirate in it) and
   binds to its wearer or a garment, never a place ("a gym" for a gym uniform);
+- a concept or object trained on women or men (its title or tags say "woman", "1girl") needs
+  someone in the prompt, said or implied ("smile, sleeveless"): "Anime Slime" tagged "slime
+  girl" would paint a girl into "a cute slime monster";
 - an adapter whose title and tags say one gender or era stays off a prompt of only the other
   ("Muscular Female" for "a muscular man", "Roman Armor" for "sci-fi armor"), a background
   whatever gender its sample images have; a meme is picked only by name;
@@ -40,6 +43,7 @@ from pixtention.selector.phrases import is_boilerplate
 from pixtention.selector.triggers import contains_item, prompt_pieces, words
 from pixtention.selector.wordlists import (
     ADULT_TAGS,
+    BODY_WORDS,
     CLOTHING_WORDS,
     FEMALE_WORDS,
     GENERIC_WORDS,
@@ -210,6 +214,8 @@ def _bind_by_kind(
     everyone = _text_words(prompt)
     if not asked and (facts.posed or kind == "clothing") and not _someone(prompt):
         return None  # a pose or an outfit adds someone to a scene without people ("a ship")
+    if not asked and facts.figures and kind in ("concept", "object") and not _anyone(prompt):
+        return None  # trained on women ("Motorcycle Rider"), it paints one into "a motorcycle"
     if not asked and facts.meme:
         return None  # a meme is asked for by name
     if not asked and kind != "background" and _other_gender(facts.gender, everyone):
@@ -282,6 +288,12 @@ def _someone(prompt: str) -> bool:
             ):
                 return True
     return False
+
+
+def _anyone(prompt: str) -> bool:
+    """Someone is in the prompt, said or implied: a person, or what only a person has or wears
+    ("smile, sitting, sleeveless" with its "1girl" left out)."""
+    return _someone(prompt) or bool((CLOTHING_WORDS | BODY_WORDS) & _text_words(prompt))
 
 
 def _other_gender(gender: str, prompt_words: frozenset[str]) -> bool:

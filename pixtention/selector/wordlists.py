@@ -78,6 +78,18 @@ boy boys man men male males 1boy gentleman father brother brothers husband groom
 emperor lord monk priest cowboy schoolboy businessman spaceman swordsman wizard wizards sorcerer
 """
 MALE_WORDS = frozenset(_MALE_WORDS.split())
+# People as such, not a role: a "witch" among a city's training tags is one figure in its
+# images; "woman" or "1girl" is what an adapter was trained to draw.
+_FIGURE_WORDS = """
+girl girls woman women female females 1girl 2girls boy boys man men male males 1boy
+"""
+FIGURE_WORDS = frozenset(_FIGURE_WORDS.split())
+# What only a person has or wears besides clothes: a booru prompt that left out "1girl" still
+# has someone in it ("smile, sitting, sleeveless").
+_BODY_WORDS = """
+hair eyes face lips smile smiling blush breasts legs thighs skin body hands looking pose
+"""
+BODY_WORDS = frozenset(_BODY_WORDS.split())
 # Creatures a named character's title may name as what it is ("Mochi the Cat" for "a cat");
 # other common words of a name ("Storm Trooper", "Breath of the Wild") say nothing of it.
 _CREATURE_WORDS = """
