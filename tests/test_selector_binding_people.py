@@ -59,6 +59,12 @@ def test_a_thing_trained_on_women_needs_someone_in_the_prompt() -> None:
     # someone said, or implied by what only a person has or wears (booru prompts drop "1girl")
     for prompt in ("a slime girl in a dungeon", "smile, sleeveless, slime, dungeon"):
         assert _bind(slime, prompt, ["slime", "a dungeon"], 0, plain=True) == 0, prompt
+    # trigger words that are clothes say it draws people in them ("1980s aerobics": leotards)
+    aerobics = _record("Delorean 80s aerobics", ("concept", "80s", "retro"), ("highleg leotard",))
+    prompt, phrases = "a red sports car in front of a diner, 80s", ["a red sports car", "80s"]
+    assert _bind(aerobics, prompt, phrases, 1, plain=True) is None
+    prompt, phrases = "a woman doing aerobics, 80s", ["a woman doing aerobics", "80s"]
+    assert _bind(aerobics, prompt, phrases, 1, plain=True) == 1
     # a thing of no gender stays free to fill a scene
     jelly = _record("Slime Monster", ("concept", "slime", "monster"))
     assert _bind(jelly, "a cute slime monster in a dungeon", phrases, 0, plain=True) == 0

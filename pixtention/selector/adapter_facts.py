@@ -15,6 +15,7 @@ from pixtention.selector.phrases import STOPWORDS
 from pixtention.selector.triggers import trigger_items, words
 from pixtention.selector.wordlists import (
     ADULT_TAGS,
+    CLOTHING_WORDS,
     CREATURE_WORDS,
     FEMALE_WORDS,
     FIGURE_WORDS,
@@ -46,7 +47,9 @@ class Facts:
     adult: bool
     meme: bool  # one joke: asked for by name only
     gender: str  # "female" or "male" when its title and tags say only that one, else ""
-    figures: bool  # its title or tags say plain women or men ("woman", "1girl"), not a role
+    # its title or tags say plain women or men ("woman", "1girl", not a role), or its
+    # triggers are clothes ("highleg leotard"): it draws people
+    figures: bool
     era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
     file_only: frozenset[str]  # its file name's words its title lacks ("inumaki" of a pack)
@@ -91,6 +94,7 @@ def _derive(record) -> Facts:
     found = {w for text in texts for w in words(text)} - GENERIC_WORDS - STYLE_WORDS - FREE_WORDS
     names = frozenset(w for w in found if not _NOISE.match(w) and (len(w) > 2 or not w.isalpha()))
     tagged = {w for tag in record.tags for w in words(tag)}
+    triggered = {w for item in trigger_items(record.triggers) for w in words(item)}
     common = {w for w in title if w in GENERIC_WORDS} - FREE_WORDS
     # An archetype ("Female Knight") is its title's nouns; a named one only a creature its tags
     # repeat or a tag of its own ("cat" of "Mochi the Cat", "lightning" of "LightningVFX"):
@@ -108,7 +112,7 @@ def _derive(record) -> Facts:
         adult=bool(ADULT_TAGS & said),
         meme=bool(MEME_TAGS & said),
         gender=_gender(said),
-        figures=bool(FIGURE_WORDS & said),
+        figures=bool(FIGURE_WORDS & said or CLOTHING_WORDS & triggered),
         era=era_of(said),
         own=frozenset(title | set(words(texts[1]))),
         file_only=frozenset(_anchors(texts[:2]) - title),

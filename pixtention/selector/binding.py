@@ -19,9 +19,9 @@ its trigger words then enter the prompt and its face replaces the one they asked
 - an adapter whose title is a person ("Village girl") is not bound to a phrase about a thing;
 - an outfit needs someone in the prompt to wear it ("a pirate ship" has no pirate in it) and
   binds to its wearer or a garment, never a place ("a gym" for a gym uniform);
-- a concept or object trained on women or men (its title or tags say "woman", "1girl") needs
-  someone in the prompt, said or implied ("smile, sleeveless"): "Anime Slime" tagged "slime
-  girl" would paint a girl into "a cute slime monster";
+- a concept or object trained on people (its title or tags say "woman", "1girl", or its
+  triggers are clothes) needs someone in the prompt, said or implied ("smile, sleeveless"):
+  "Anime Slime" tagged "slime girl" would paint a girl into "a cute slime monster";
 - an adapter whose title and tags say one gender or era stays off a prompt of only the other
   ("Muscular Female" for "a muscular man", "Roman Armor" for "sci-fi armor"), a background
   whatever gender its sample images have; a meme is picked only by name;
