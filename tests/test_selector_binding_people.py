@@ -7,6 +7,7 @@ it ("Storm Trooper") never make it a generic noun."""
 from __future__ import annotations
 
 from pixtention.curator.kinds import kind_of
+from pixtention.selector.adapter_facts import facts_of
 from pixtention.selector.binding import bind, character_on_generic
 from tests.test_selector_kinds import _record
 
@@ -65,6 +66,17 @@ def test_a_thing_trained_on_women_needs_someone_in_the_prompt() -> None:
     assert _bind(aerobics, prompt, phrases, 1, plain=True) is None
     prompt, phrases = "a woman doing aerobics, 80s", ["a woman doing aerobics", "80s"]
     assert _bind(aerobics, prompt, phrases, 1, plain=True) == 1
+    # a title that starts with what someone does draws someone doing it, whatever its kind
+    couch = _record("Sleeping on couch", ("anime", "concept", "sleeping"))
+    prompt, phrases = "a cat sleeping on a pile of books", ["a cat", "sleeping", "books"]
+    assert _bind(couch, prompt, phrases, 1, plain=True) is None
+    prompt = "a girl sleeping on a couch"
+    assert _bind(couch, prompt, ["a girl", "sleeping", "a couch"], 1, plain=True) == 1
+    pose = _record("Sleeping", ("female", "style"), ("sleeping",))
+    assert kind_of(pose) == "style"
+    assert _bind(pose, "a red fox sleeping, photo", ["a red fox", "sleeping"], 1, True) is None
+    # a fused title is not read as an action ("...Lighting" is a noun)
+    assert not facts_of(_record("BetterDetailAndLighting", ("style", "detail"))).acts
     # a thing of no gender stays free to fill a scene
     jelly = _record("Slime Monster", ("concept", "slime", "monster"))
     assert _bind(jelly, "a cute slime monster in a dungeon", phrases, 0, plain=True) == 0

@@ -50,6 +50,7 @@ class Facts:
     # its title or tags say plain women or men ("woman", "1girl", not a role), or its
     # triggers are clothes ("highleg leotard"): it draws people
     figures: bool
+    acts: bool  # its title starts with what someone does ("Sleeping on couch")
     era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
     file_only: frozenset[str]  # its file name's words its title lacks ("inumaki" of a pack)
@@ -113,6 +114,7 @@ def _derive(record) -> Facts:
         meme=bool(MEME_TAGS & said),
         gender=_gender(said),
         figures=bool(FIGURE_WORDS & said or CLOTHING_WORDS & triggered),
+        acts=_action(record.title),
         era=era_of(said),
         own=frozenset(title | set(words(texts[1]))),
         file_only=frozenset(_anchors(texts[:2]) - title),
@@ -129,6 +131,15 @@ def _derive(record) -> Facts:
 
 
 _QUALIFIER = re.compile(r"[(（][^)）]*[)）]")
+
+
+def _action(title: str) -> bool:
+    """A title that starts with what someone does ("Sleeping on couch", "Sitting backwards on
+    chair"): the adapter draws a person doing it."""
+    written = next(iter(title.split()), "")  # as written: "BetterDetailAndLighting" fuses
+    first = next(iter(words(written)), "")
+    plain = written[1:] == written[1:].lower()
+    return plain and len(first) > 5 and first.endswith("ing") and first not in GENERIC_WORDS
 
 
 def _tag_names(tags: Sequence[str]) -> set[str]:
