@@ -75,8 +75,14 @@ def test_a_thing_trained_on_women_needs_someone_in_the_prompt() -> None:
     pose = _record("Sleeping", ("female", "style"), ("sleeping",))
     assert kind_of(pose) == "style"
     assert _bind(pose, "a red fox sleeping, photo", ["a red fox", "sleeping"], 1, True) is None
+    # so does a title naming a part of someone ("Macro Eye": human eyes, not a hummingbird)
+    eye = _record("Macro Eye", ("photorealistic", "style"), ("macro-eye",))
+    prompt, phrases = "a hummingbird on a flower, macro photography", ["a hummingbird", "macro"]
+    assert _bind(eye, prompt, phrases, 1, plain=True) is None
+    prompt, phrases = "a woman's blue eye, macro photography", ["a woman's blue eye", "macro"]
+    assert _bind(eye, prompt, phrases, 1, plain=True) == 1
     # a fused title is not read as an action ("...Lighting" is a noun)
-    assert not facts_of(_record("BetterDetailAndLighting", ("style", "detail"))).acts
+    assert not facts_of(_record("BetterDetailAndLighting", ("style", "detail"))).bodily
     # a thing of no gender stays free to fill a scene
     jelly = _record("Slime Monster", ("concept", "slime", "monster"))
     assert _bind(jelly, "a cute slime monster in a dungeon", phrases, 0, plain=True) == 0

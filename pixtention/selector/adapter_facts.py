@@ -15,6 +15,7 @@ from pixtention.selector.phrases import STOPWORDS
 from pixtention.selector.triggers import trigger_items, words
 from pixtention.selector.wordlists import (
     ADULT_TAGS,
+    BODY_WORDS,
     CLOTHING_WORDS,
     CREATURE_WORDS,
     FEMALE_WORDS,
@@ -50,7 +51,9 @@ class Facts:
     # its title or tags say plain women or men ("woman", "1girl", not a role), or its
     # triggers are clothes ("highleg leotard"): it draws people
     figures: bool
-    acts: bool  # its title starts with what someone does ("Sleeping on couch")
+    # its title starts with what someone does ("Sleeping on couch") or names a part of them
+    # ("Macro Eye"): it draws a person, whatever its kind
+    bodily: bool
     era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
     file_only: frozenset[str]  # its file name's words its title lacks ("inumaki" of a pack)
@@ -114,7 +117,7 @@ def _derive(record) -> Facts:
         meme=bool(MEME_TAGS & said),
         gender=_gender(said),
         figures=bool(FIGURE_WORDS & said or CLOTHING_WORDS & triggered),
-        acts=_action(record.title),
+        bodily=_action(record.title) or bool(BODY_WORDS & title),
         era=era_of(said),
         own=frozenset(title | set(words(texts[1]))),
         file_only=frozenset(_anchors(texts[:2]) - title),

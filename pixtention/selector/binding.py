@@ -22,8 +22,8 @@ its trigger words then enter the prompt and its face replaces the one they asked
 - a concept or object trained on people (its title or tags say "woman", "1girl", or its
   triggers are clothes) needs someone in the prompt, said or implied ("smile, sleeveless"):
   "Anime Slime" tagged "slime girl" would paint a girl into "a cute slime monster";
-- so does any adapter whose title starts with what someone does ("Sleeping on couch" for "a
-  cat sleeping");
+- so does any adapter whose title starts with what someone does or names a part of them
+  ("Sleeping on couch" for "a cat sleeping", "Macro Eye" for a hummingbird);
 - an adapter whose title and tags say one gender or era stays off a prompt of only the other
   ("Muscular Female" for "a muscular man", "Roman Armor" for "sci-fi armor"), a background
   whatever gender its sample images have; a meme is picked only by name;
@@ -216,9 +216,9 @@ def _bind_by_kind(
     everyone = _text_words(prompt)
     if not asked and (facts.posed or kind == "clothing") and not _someone(prompt):
         return None  # a pose or an outfit adds someone to a scene without people ("a ship")
-    drawn = facts.acts or facts.figures and kind in ("concept", "object")
+    drawn = facts.bodily or facts.figures and kind in ("concept", "object")
     if not asked and drawn and not _anyone(prompt):
-        return None  # trained on women ("Motorcycle Rider"), it paints one into "a motorcycle"
+        return None  # it draws someone: "Anime Slime" (tagged "slime girl") into "a slime monster"
     if not asked and facts.meme:
         return None  # a meme is asked for by name
     if not asked and kind != "background" and _other_gender(facts.gender, everyone):

@@ -87,7 +87,7 @@ FIGURE_WORDS = frozenset(_FIGURE_WORDS.split())
 # What only a person has or wears besides clothes: a booru prompt that left out "1girl" still
 # has someone in it ("smile, sitting, sleeveless").
 _BODY_WORDS = """
-hair eyes face lips smile smiling blush breasts legs thighs skin body hands looking pose
+hair eye eyes face lips smile smiling blush breasts legs thighs skin body hands looking pose
 """
 BODY_WORDS = frozenset(_BODY_WORDS.split())
 # Creatures a named character's title may name as what it is ("Mochi the Cat" for "a cat");
