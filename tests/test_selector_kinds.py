@@ -121,6 +121,10 @@ def test_adult_adapters_stay_off_plain_prompts() -> None:
     suit = _record("Sexy Astronaut Suit", ("clothing", "sexy"))
     assert bind(suit, "an astronaut in space", ["an astronaut", "space"], 0) is None
     assert bind(suit, "sexy astronaut, space", ["sexy astronaut", "space"], 0) == 0
+    # a tag in the singular is as adult as in the plural ("Open Coat", tagged "breast")
+    coat = _record("Open Coat", ("poses", "clothing lift", "breast"), ("opencoat",))
+    prompt, phrases = "a woman in a trench coat, film noir", ["a woman", "a trench coat"]
+    assert bind(coat, prompt, phrases, 1, plain=True) is None
 
 
 def test_a_common_word_of_an_adult_outfit_or_style_does_not_ask_for_it() -> None:

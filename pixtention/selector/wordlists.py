@@ -60,7 +60,7 @@ retro vintage noir gothic surreal abstract impressionism impressionist minimalis
 STYLE_WORDS = frozenset(_STYLE_WORDS.split())
 _ADULT_TAGS = """
 bondage bdsm nipples pussy penis cum ahegao topless sexy nsfw hentai porn nude nudes naked sex
-r18 lewd fetish erotic ecchi futanari jav boobs breasts
+r18 lewd fetish erotic ecchi futanari jav boobs breast breasts
 """
 ADULT_TAGS = frozenset(_ADULT_TAGS.split())
 
