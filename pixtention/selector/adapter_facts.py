@@ -64,29 +64,43 @@ class Facts:
     # trigger items (as word tuples) that, whole in a prompt, ask for it (_triggered)
     askable: tuple[tuple[str, ...], ...]
     distinct: tuple[tuple[str, ...], ...]  # those no common phrase holds: a token, two own words
+    # its tags, triggers and description, lower case, when its description says something
+    # (SAYS_LITTLE); None when it has nothing but a title to go by
+    described: str | None
 
 
 _FACTS: dict[tuple, Facts] = {}
 _MAX_FACTS = 1 << 16
+SAYS_LITTLE = 40  # characters: a description shorter than this describes nothing
 
 
 def facts_of(record) -> Facts:
-    key = (record.name, record.title, record.triggers, record.tags, record.concept_kind)
+    description = record.fields.get("description") or ""
+    key = (
+        record.name,
+        record.title,
+        record.triggers,
+        record.tags,
+        record.concept_kind,
+        description,
+    )
     found = _FACTS.get(key)
     if found is None:
         if len(_FACTS) >= _MAX_FACTS:
             _FACTS.clear()
-        found = _FACTS[key] = _derive(record)
+        found = _FACTS[key] = _derive(record, description)
     return found
 
 
-def _derive(record) -> Facts:
+def _derive(record, description: str) -> Facts:
     kind = kind_of(record)
-    title = set(words(record.title))
+    title_words = tuple(words(record.title))
+    title = set(title_words)
     texts = [record.title, re.sub(r"[_\-.]+", " ", record.name)]
-    askable, distinct = [], []
+    askable, distinct, triggered = [], [], set()
     for item in trigger_items(record.triggers):
         item_words = words(item)
+        triggered.update(item_words)
         token = any(map(is_gibberish_word, item_words))
         if title.intersection(item_words) or token:
             texts.append(item)
@@ -98,7 +112,6 @@ def _derive(record) -> Facts:
     found = {w for text in texts for w in words(text)} - GENERIC_WORDS - STYLE_WORDS - FREE_WORDS
     names = frozenset(w for w in found if not _NOISE.match(w) and (len(w) > 2 or not w.isalpha()))
     tagged = {w for tag in record.tags for w in words(tag)}
-    triggered = {w for item in trigger_items(record.triggers) for w in words(item)}
     common = {w for w in title if w in GENERIC_WORDS} - FREE_WORDS
     # An archetype ("Female Knight") is its title's nouns; a named one only a creature its tags
     # repeat or a tag of its own ("cat" of "Mochi the Cat", "lightning" of "LightningVFX"):
@@ -126,14 +139,20 @@ def _derive(record) -> Facts:
         compounds=tuple(
             tuple(t.split())
             for t in sorted(whole)
-            if " " in t and _holds_run(tuple(words(record.title)), tuple(t.split()))
+            if " " in t and _holds_run(title_words, tuple(t.split()))
         ),
         askable=tuple(askable),
         distinct=tuple(distinct),
+        described=_described(record, description),
     )
 
 
-_QUALIFIER = re.compile(r"[(（][^)）]*[)）]")
+def _described(record, description: str) -> str | None:
+    """What a marginal pick's title word must also be found in (binding._title_says), lower
+    case once per record rather than once per prompt."""
+    if len(description) < SAYS_LITTLE:
+        return None
+    return " ".join((*record.tags, *record.triggers, description)).lower()
 
 
 def _action(title: str) -> bool:
@@ -143,6 +162,9 @@ def _action(title: str) -> bool:
     first = next(iter(words(written)), "")
     plain = written[1:] == written[1:].lower()
     return plain and len(first) > 5 and first.endswith("ing") and first not in GENERIC_WORDS
+
+
+_QUALIFIER = re.compile(r"[(（][^)）]*[)）]")
 
 
 def _tag_names(tags: Sequence[str]) -> set[str]:

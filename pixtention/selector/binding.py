@@ -190,7 +190,7 @@ def bind(
     """
     row = _bind_by_kind(record, prompt, phrases, best_row, plain)
     weak = row == best_row >= 0 and phrase_match < PHRASE_MATCH
-    if weak and not _title_says(facts_of(record), phrases[best_row], record):
+    if weak and not _title_says(facts_of(record), phrases[best_row]):
         return None
     return row
 
@@ -239,7 +239,7 @@ def _bind_by_kind(
         return None  # "a forest" asks for no fantasy-forest art style, "the sea" no underwater one
     if kind == "background" and not asked and _handled(text):
         return None  # "reading a newspaper" holds a thing in hand, not a newspaper-wall setting
-    if kind != "style" and not (plain or _title_says(facts, text, record)):
+    if kind != "style" and not (plain or _title_says(facts, text)):
         return None  # a marginal score, and its title names another thing than the phrase
     return best_row
 
@@ -293,10 +293,13 @@ def _someone(prompt: str) -> bool:
     return False
 
 
+_PERSON_CUES = CLOTHING_WORDS | BODY_WORDS
+
+
 def _anyone(prompt: str) -> bool:
     """Someone is in the prompt, said or implied: a person, or what only a person has or wears
     ("smile, sitting, sleeveless" with its "1girl" left out)."""
-    return _someone(prompt) or bool((CLOTHING_WORDS | BODY_WORDS) & _text_words(prompt))
+    return _someone(prompt) or bool(_PERSON_CUES & _text_words(prompt))
 
 
 def _other_gender(gender: str, prompt_words: frozenset[str]) -> bool:
@@ -322,7 +325,7 @@ def _head(phrase: str) -> str | None:
     return content[-1] if content else None
 
 
-def _title_says(facts: Facts, phrase: str, record) -> bool:
+def _title_says(facts: Facts, phrase: str) -> bool:
     """Whether the adapter's title or file name holds its phrase's head word, whole or inside
     a compound ("sunset" in "SunsetScenery", "detail" in "details"), not only as part of
     another thing's name (:func:`_part_of_a_name`), and its tags, triggers or description say
@@ -334,21 +337,14 @@ def _title_says(facts: Facts, phrase: str, record) -> bool:
     said = any(head in o or (len(o) > 3 and o in head) for o in facts.own)
     if not said or _part_of_a_name(facts, head, _text_words(phrase)):
         return False
-    described = record.fields.get("description") or ""
-    if len(described) < _SAYS_LITTLE:
+    if facts.described is None:
         return True  # nothing but a title to go by ("EX micro shorts", tagged "clothing")
-    stem = head[:5]  # "photography" is said by "foodphoto", "bridges" by "bridge"
-    return any(stem in text.lower() for text in (*record.tags, *record.triggers, described))
-
-
-_SAYS_LITTLE = 40  # characters: a description shorter than this describes nothing
+    return head[:5] in facts.described  # "photography" is said by "foodphoto"
 
 
 _PLACE_WORDS = frozenset(
     ("in", "on", "at", "under", "inside", "through", "by", "near", "behind", "beside", "over")
 )
-
-
 _DETERMINERS = frozenset(("a", "an", "the", "his", "her", "their", "my", "some", "two"))
 
 
