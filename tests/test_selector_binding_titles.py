@@ -68,6 +68,15 @@ def test_a_title_alone_does_not_say_what_a_marginal_pick_depicts() -> None:
     assert bind(koi, prompt, phrases, 1) == 1
 
 
+def test_a_word_for_people_as_such_is_not_what_a_phrase_is_about() -> None:
+    # "male" of "a muscular male" says who, not what: a marginal "Male Foot Pose" is no match
+    feet = _record("Male Foot Pose", ("concept", "feet"))
+    prompt, phrases = "a muscular male, indoors", ["a muscular male", "indoors"]
+    assert bind(feet, prompt, phrases, 0) is None
+    prompt, phrases = "a male foot pose, indoors", ["a male foot pose", "indoors"]
+    assert bind(feet, prompt, phrases, 0) == 0
+
+
 def test_a_style_of_a_thing_is_not_asked_for_by_holding_that_thing() -> None:
     paper = _record("Old Newspaper Style", ("vintage", "style", "newspaper"), ("npzw",))
     assert kind_of(paper) == "style"

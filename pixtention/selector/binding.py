@@ -48,6 +48,7 @@ from pixtention.selector.wordlists import (
     BODY_WORDS,
     CLOTHING_WORDS,
     FEMALE_WORDS,
+    FIGURE_WORDS,
     GENERIC_WORDS,
     MALE_WORDS,
     PERSON_NOUNS,
@@ -57,9 +58,7 @@ from pixtention.selector.wordlists import (
 GLOBAL_KINDS = frozenset(("style", "hub"))
 
 # Words a phrase and a title share without being about the same thing.
-_BARE_PEOPLE = frozenset(
-    ["woman", "women", "girl", "girls", "man", "men", "boy", "boys", "person", "people", "lady"]
-)
+_BARE_PEOPLE = FIGURE_WORDS | {"person", "people", "lady"}
 _VAGUE_WORDS = frozenset(("style", "styles", "art", "concept", "lora", "version", "effect"))
 
 # An automatic pick whose title does not name its phrase must resemble that phrase alone this
