@@ -248,6 +248,22 @@ _FROM = re.compile(r"^(?P<who>.+?)\s+from\s+(?P<where>.+)$", re.IGNORECASE)
 _QUALIFIED = re.compile(r"^(?P<who>[^()]+?)\s*\\?\((?P<where>[^():]+?)\\?\)$")
 
 
+@functools.lru_cache(maxsize=64)
+def _homes(prompt: str) -> tuple[tuple[frozenset[str] | None, frozenset[str]], ...]:
+    """Each clause of the prompt as (who, where) when it places someone ("gojo satoru from
+    jujutsu kaisen", "semiramis \\(fate\\)"), else (None, its words): parsed once per prompt,
+    asked by every character it names."""
+    clauses = []
+    for clause in _CLAUSE_END.split(prompt):
+        text = clause.strip()
+        found = _FROM.match(text) or _QUALIFIED.match(text)
+        if found is None:
+            clauses.append((None, frozenset(words(text))))
+        else:
+            clauses.append((frozenset(words(found["who"])), frozenset(words(found["where"]))))
+    return tuple(clauses)
+
+
 def _named_for_someone_else(facts: Facts, prompt: str) -> bool:
     """The prompt names this character's franchise only as the home of someone else it names
     ("gojo satoru from jujutsu kaisen" for Inumaki, "semiramis \\(fate\\)" for Ibuki). A pack
@@ -256,13 +272,10 @@ def _named_for_someone_else(facts: Facts, prompt: str) -> bool:
     "satoru gojo", "sxf_loid_forger" for "yor forger")."""
     tagged = {w for tag in facts.whole for w in tag.split()}
     elsewhere, outside = False, set()
-    for clause in _CLAUSE_END.split(prompt):
-        text = clause.strip()
-        found = _FROM.match(text) or _QUALIFIED.match(text)
-        if found is None:
-            outside.update(words(text))
+    for who, where in _homes(prompt):
+        if who is None:
+            outside |= where
             continue
-        who, where = set(words(found["who"])), set(words(found["where"]))
         specific = who - GENERIC_WORDS - STYLE_WORDS - FREE_WORDS - PERSON_NOUNS
         unlisted = not facts.names & who and not specific & tagged
         another = not specific <= facts.names and (facts.file_only & tagged) - who
