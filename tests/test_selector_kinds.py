@@ -17,7 +17,7 @@ from pixtention.curator.kinds import classify, kind_of
 from pixtention.curator.records import AdapterRecord
 from pixtention.curator.serial import record_from_json, record_to_json
 from pixtention.selector import apply_picks, select
-from pixtention.selector.binding import asks_for_detail, bind, character_on_generic
+from pixtention.selector.binding import PHRASE_FLOOR, asks_for_detail, bind, character_on_generic
 from pixtention.webui.args import WebuiArgs
 from tests.rig.factory import write_lora
 
@@ -157,7 +157,26 @@ def test_a_pick_must_resemble_its_phrase_unless_its_title_names_it() -> None:
     gown = _record("Hospital Gown", ("clothing", "hospital"))  # worn: never bound to a place
     assert bind(gown, prompt, phrases, 1, plain=True, phrase_match=0.5) is None
     corridor = _record("Hospital Corridor", ("background", "hospital"))  # names "corridor"
-    assert bind(corridor, prompt, phrases, 1, plain=True, phrase_match=0.38) == 1
+    assert bind(corridor, prompt, phrases, 1, plain=True, phrase_match=0.5) == 1
+
+
+def test_a_pick_must_resemble_its_phrase_even_when_its_title_names_it() -> None:
+    # "Very Nice Forest" names the forest but is a bright one: its description resembles "a
+    # haunted forest" less than the floor the hand-judged set calibrated
+    forest = _record("Very Nice Forest", ("background", "forest"))
+    prompt, phrases = "a haunted forest with twisted trees", ["a haunted forest", "twisted trees"]
+    below, above = PHRASE_FLOOR - 0.01, PHRASE_FLOOR + 0.01
+    assert bind(forest, prompt, phrases, 0, phrase_match=below) is None
+    assert bind(forest, prompt, phrases, 0, phrase_match=above) == 0
+    # a score that plainly names the phrase keeps it: the floor is for marginal picks
+    assert bind(forest, prompt, phrases, 0, plain=True, phrase_match=below) == 0
+    # asked for by a distinctive trigger, it is what the prompt wants whatever its score
+    token = _record("Very Nice Forest", ("background", "forest"), ("nvfrst",))
+    asked = "a haunted forest, nvfrst"
+    assert bind(token, asked, ["a haunted forest", "nvfrst"], 0, phrase_match=below) == 0
+    # a character is judged by its name: its phrase score is no guide
+    named = "a hill, artoria pendragon standing"
+    assert bind(ARTORIA, named, ["a hill", "artoria pendragon standing"], 1, True, below) == 1
 
 
 def test_a_pose_is_not_added_to_a_scene_without_people() -> None:

@@ -28,7 +28,8 @@ its trigger words then enter the prompt and its face replaces the one they asked
   ("Muscular Female" for "a muscular man", "Roman Armor" for "sci-fi armor"), a background
   whatever gender its sample images have; a meme is picked only by name;
 - below a plain match, an adapter's title must name its phrase's head word ("Hospital Gown"
-  is not "a hospital interior").
+  is not "a hospital interior"), and its document must resemble that phrase alone
+  (:data:`PHRASE_FLOOR`): "Very Nice Forest" is a forest, not "a haunted forest".
 
 The word lists (:mod:`pixtention.selector.wordlists`) are a heuristic for English prompts; a name that is also a common word can
 still collide ("Earth-chan" for "earth" is caught only by the person rule).
@@ -65,6 +66,16 @@ _VAGUE_WORDS = frozenset(("style", "styles", "art", "concept", "lora", "version"
 # much (cosine, see bind). On the hand-judged set (bench/selector_judged.py) picks under 0.46
 # were 4 acceptable of 12, those above 36 of 44.
 PHRASE_MATCH = 0.46
+# A marginal automatic pick (a score under select.PLAIN_SCORE) must resemble its phrase alone
+# this much, whatever its title says, unless it is a character (judged by its name) or the
+# prompt asks for it by a distinctive trigger. Calibrated on the hand-judged set, leaving each
+# of its ten sets out in turn: the lowest floor keeping ≥ 82 % of the other sets' picks
+# acceptable was 0.44–0.49 (median 0.47), and the left-out sets' picks it kept were 81.8 %
+# acceptable (76.8 % with no floor). The marginal picks under 0.48 were 12 acceptable of 28
+# ("a bamboo forest" → a misty forest, "white armor" → a second armour); those over it or
+# plain, 117 of 140. A plain match ("Soft watercolor painting style." for "watercolor
+# painting", 0.47) is kept.
+PHRASE_FLOOR = 0.48
 
 # Words that put someone in a prompt besides person nouns: a portrait, someone wearing a thing.
 _SOMEONE = frozenset(("portrait", "selfie", "wearing", "wears", "wear", "dressed", "worn"))
@@ -183,13 +194,20 @@ def bind(
     ``prompt`` is the prompt as written, ``phrases`` the query's phrase texts, ``best_row`` the
     phrase the scores bound it to, ``plain`` whether its score says its description plainly
     names that phrase (``select.PLAIN_SCORE``) and ``phrase_match`` the cosine of its
-    document to that phrase alone: below :data:`PHRASE_MATCH`, an adapter whose title does not
-    name the phrase resembles only the prompt as a whole ("Hospital Gown" for "a hospital
-    corridor") and is not picked (``select.rank`` still lists it).
+    document to that phrase alone: below :data:`PHRASE_FLOOR`, a marginal pick the prompt
+    does not ask for by a distinctive trigger is another thing of the kind the phrase asks for
+    ("Very Nice Forest" for "a haunted forest"), and below :data:`PHRASE_MATCH`, an adapter
+    whose title does not name the phrase resembles only the prompt as a whole ("Hospital Gown"
+    for "a hospital corridor"); neither is picked (``select.rank`` still lists them).
     """
     row = _bind_by_kind(record, prompt, phrases, best_row, plain)
-    weak = row == best_row >= 0 and phrase_match < PHRASE_MATCH
-    if weak and not _title_says(facts_of(record), phrases[best_row]):
+    if row is None or row != best_row or best_row < 0:
+        return row
+    facts = facts_of(record)
+    asked = facts.kind == "character" or _asked_distinctly(facts, prompt)
+    if not (plain or asked) and phrase_match < PHRASE_FLOOR:
+        return None  # "Very Nice Forest" for "a haunted forest": a forest, not that one
+    if phrase_match < PHRASE_MATCH and not _title_says(facts, phrases[best_row]):
         return None
     return row
 
