@@ -17,7 +17,13 @@ from pixtention.curator.kinds import classify, kind_of
 from pixtention.curator.records import AdapterRecord
 from pixtention.curator.serial import record_from_json, record_to_json
 from pixtention.selector import apply_picks, select
-from pixtention.selector.binding import PHRASE_FLOOR, asks_for_detail, bind, character_on_generic
+from pixtention.selector.binding import (
+    PHRASE_FLOOR,
+    asks_for_detail,
+    bind,
+    character_on_generic,
+    too_common,
+)
 from pixtention.webui.args import WebuiArgs
 from tests.rig.factory import write_lora
 
@@ -91,6 +97,67 @@ def test_a_named_character_needs_its_name() -> None:
     assert bind(ARTORIA, prompt, phrases, 0) is None
     assert character_on_generic(ARTORIA, "a knight")
     assert not character_on_generic(ARTORIA, "artoria pendragon")
+
+
+NAGISA = _record(
+    "Nagisa | My Little Brother's Seriously Huge, Wanna See?",
+    ("character", "anime"),
+    name="Nagisa_WannaSee",
+)
+
+
+def test_a_character_is_not_named_by_a_word_too_common_in_the_library() -> None:
+    # "huge" is held by 150 of 8,695 adapters of the retrieval bench's library, "filesize" by 3
+    common = too_common({"huge": 150, "filesize": 3}, 8695)
+    assert common == {"huge"}
+    prompt, phrases = "1girl, huge filesize", ["1girl", "huge filesize"]
+    assert bind(NAGISA, prompt, phrases, 1, plain=True) == 1  # what it did: "huge" named her
+    assert bind(NAGISA, prompt, phrases, 1, plain=True, common=common) is None
+    named, phrases = "nagisa, huge filesize", ["nagisa", "huge filesize"]
+    assert bind(NAGISA, named, phrases, 1, plain=True, common=common) == 0  # her own name
+    # a name of common words its file name holds too is a name ("zero two" of ZeroTwo), one
+    # only its title holds is not ("virtual youtuber" of gawr_gura)
+    zero_two = _record("Zero Two (Darling in the Franxx)", ("character",), name="ZeroTwo")
+    both = frozenset(("zero", "two", "virtual", "youtuber"))
+    assert bind(zero_two, "zero two, pink hair", ["zero two", "pink hair"], 0, True, 1.0, both) == 0
+    gura = _record("Virtual youtuber-Gawr gura", ("character",), name="gawr_gura")
+    vtuber, phrases = "virtual youtuber, smile", ["virtual youtuber", "smile"]
+    assert bind(gura, vtuber, phrases, 0, plain=True) == 0
+    assert bind(gura, vtuber, phrases, 0, plain=True, common=both) is None
+    # a small library: a word must be held by more than COMMON_MIN adapters to be common
+    assert too_common({"miku": 10, "hatsune": 4}, 300) == frozenset()
+    assert too_common({"gundam": 42}, 8695) == frozenset()
+
+
+def test_select_leaves_a_character_named_only_by_a_common_word(tmp_path) -> None:
+    """The library's own document frequencies reach the rule: "huge", held by all 28
+    adapters, names no one ("a girl with huge eyes" picked her before), "nagisa" does."""
+    folder = tmp_path / "Lora"
+    folder.mkdir()
+    things = ("castle", "tree", "wave", "moon", "ship", "tower", "whale", "cake", "sword")
+    looks = ("at dawn", "in fog", "in snow")
+    adapters = [
+        (f"huge_{t}_{i}", f"Huge {t.title()} {i}", ("concept", t), f"A huge {t} {look}.")
+        for i, look in enumerate(looks)
+        for t in things
+    ]
+    adapters.append(
+        ("Nagisa_WannaSee", NAGISA.title, ("character", "anime"),
+         "Nagisa from My Little Brother's Seriously Huge, Wanna See? A girl with huge eyes.")
+    )  # fmt: skip
+    for name, title, tags, description in adapters:
+        write_lora(folder / f"{name}.safetensors")
+        version = {
+            "id": zlib.crc32(name.encode()), "name": "v1.0", "baseModel": "SD 1.5",
+            "trainedWords": [], "description": None,
+            "model": {"name": title, "type": "LORA", "tags": list(tags), "description": description},
+        }  # fmt: skip
+        (folder / f"{name}.civitai.info").write_text(json.dumps(version), encoding="utf-8")
+    index_folder(folder, tmp_path / "store", captions=False, embedder=make_embedder())
+    library = open_library(tmp_path / "store", embedder=make_embedder())
+    assert "Nagisa_WannaSee" not in {p.name for p in _select("a girl with huge eyes", library)}
+    named = {p.name: p.phrase for p in _select("nagisa, a girl with huge eyes", library)}
+    assert named.get("Nagisa_WannaSee") == "nagisa"
 
 
 def test_an_archetype_character_binds_to_its_noun() -> None:

@@ -56,6 +56,10 @@ class Facts:
     bodily: bool
     era: str  # "future" or "past" when its title and tags say only that one, else ""
     own: frozenset[str]  # words of its title and file name
+    # pairs of name words its title and its file name both hold in a row ("zero two" of
+    # "Zero Two (Darling in the Franxx)" in "ZeroTwo.safetensors"): a name, however common
+    # its words (binding._naming)
+    name_pairs: frozenset[tuple[str, str]]
     file_only: frozenset[str]  # its file name's words its title lacks ("inumaki" of a pack)
     series: frozenset[str]  # name words only its title's series part holds ("Rem - Re:Zero")
     whole: frozenset[str]  # its tags, each as one lower-case string of its words
@@ -133,6 +137,7 @@ def _derive(record, description: str) -> Facts:
         bodily=_action(record.title) or bool(BODY_WORDS & title),
         era=era_of(said),
         own=frozenset(title | set(words(texts[1]))),
+        name_pairs=_name_pairs(title_words, tuple(words(texts[1])), names),
         file_only=frozenset(_anchors(texts[:2]) - title),
         series=frozenset(names & _series_words(record.title, _anchors(texts))),
         whole=frozenset(whole),
@@ -144,6 +149,17 @@ def _derive(record, description: str) -> Facts:
         askable=tuple(askable),
         distinct=tuple(distinct),
         described=_described(record, description),
+    )
+
+
+def _name_pairs(
+    title: tuple[str, ...], file: tuple[str, ...], names: frozenset[str]
+) -> frozenset[tuple[str, str]]:
+    in_file = set(zip(file, file[1:])) | set(file)
+    return frozenset(
+        (a, b)
+        for a, b in zip(title, title[1:])
+        if a in names and b in names and ((a, b) in in_file or a + b in in_file)
     )
 
 

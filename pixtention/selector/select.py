@@ -300,6 +300,8 @@ def _auto_picks(
     records = library.records
     texts, prompt = [p.text for p in query.phrases], query.parsed.prompt
     judge = threshold > 0  # 0 or below: a plain ranking, no abstention and no kind rules
+    keywords = lexical_index(library)
+    common = binding.too_common(keywords.doc_freqs(words(prompt)), keywords.n_docs)
     per: dict[int, int] = {}
     claimed: list[frozenset[str]] = []  # names the chosen characters answer to
     chosen: list[tuple[int, int]] = []  # (scored row, phrase row)
@@ -316,7 +318,7 @@ def _auto_picks(
         phrase_row = int(scored.phrase[row])
         if judge:
             match = float(scored.phrase_score[row])
-            phrase_row = binding.bind(record, prompt, texts, phrase_row, plain, match)
+            phrase_row = binding.bind(record, prompt, texts, phrase_row, plain, match, common)
         if phrase_row is None:
             continue  # its kind forbids it here: neither a pick nor an alternate
         claim = binding.claims(record, prompt)
