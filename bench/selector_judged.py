@@ -9,7 +9,8 @@ WebUI's defaults for an SD1.5 checkpoint. Reports:
 - the share of picks judged acceptable (target ≥ 80 %), borderline and rejected;
 - picks not judged yet, listed (a changed selector shows what to judge);
 - the character-on-generic-noun share: picks whose kind is character bound to a phrase that
-  holds neither its name nor its title's noun (target ≤ 2 %), here and over real dev prompts.
+  holds neither its name nor its title's noun, a word many of the library's adapters hold
+  being no name (target ≤ 2 %), here and over real dev prompts.
 
     python -m bench.selector_judged [--data DIR] [--work DIR] [--dev N] [--json]
 """
@@ -78,10 +79,18 @@ def judge_key(name: str, model_id: int | None) -> str:
     return f"{name}#{model_id}" if model_id is not None else name
 
 
-def character_on_generic(library, picks) -> int:
+def character_on_generic(library, prompt: str, picks) -> int:
+    """Automatic character picks bound to a phrase that does not name them, a word many of the
+    library's adapters hold naming no one."""
     from pixtention.selector.binding import character_on_generic as on_generic
+    from pixtention.selector.binding import too_common
+    from pixtention.selector.candidates import lexical_index
+    from pixtention.selector.triggers import words
 
-    return sum(on_generic(library.find(p.name), p.phrase) for p in picks if p.source == "auto")
+    keywords = lexical_index(library)
+    common = too_common(keywords.doc_freqs(words(prompt)), keywords.n_docs)
+    auto = (p for p in picks if p.source == "auto")
+    return sum(on_generic(library.find(p.name), p.phrase, common) for p in auto)
 
 
 def judged_run(library, labels: dict, cases: list[dict]) -> dict:
@@ -91,7 +100,7 @@ def judged_run(library, labels: dict, cases: list[dict]) -> dict:
     unjudged, rows, on_generic, n_picks = [], [], 0, 0
     for case in cases:
         picks = webui_picks(case["prompt"], library)
-        on_generic += character_on_generic(library, picks)
+        on_generic += character_on_generic(library, case["prompt"], picks)
         n_picks += len(picks)
         for pick in picks:
             key = judge_key(pick.name, labels.get(pick.name, {}).get("model_id"))
@@ -133,8 +142,9 @@ def dev_character_on_generic(data: Path, library, labels: dict, n: int) -> dict:
     trained = {v["model_id"]: v["trained"] for v in labels.values() if v["model_id"] is not None}
     on_generic = n_picks = 0
     for row in load_prompts(data, n, 0):
-        picks = webui_picks(strip_prompt(row["prompt"], trained.get(row["model_id"], [])), library)
-        on_generic += character_on_generic(library, picks)
+        prompt = strip_prompt(row["prompt"], trained.get(row["model_id"], []))
+        picks = webui_picks(prompt, library)
+        on_generic += character_on_generic(library, prompt, picks)
         n_picks += len(picks)
     return {"prompts": n, "picks": n_picks, "character_on_generic": on_generic,
             "share": on_generic / n_picks if n_picks else 0.0}  # fmt: skip

@@ -483,10 +483,11 @@ def may_fill(kind: str, phrase_row: int, taken: set[tuple[int, str]]) -> bool:
     return kind != "character" and (phrase_row, kind) not in taken
 
 
-def character_on_generic(record, phrase: str) -> bool:
+def character_on_generic(record, phrase: str, common: frozenset[str] = frozenset()) -> bool:
     """A character adapter bound to a phrase holding neither its name nor its title's noun
-    (the issue's precision failure, counted by the benchmark)."""
-    facts = facts_of(record)
+    (the issue's precision failure, counted by the benchmark); a word of ``common``
+    (:func:`too_common`) is no name ("two" of "two-tone hair" for Marin Kitagawa)."""
+    facts = _naming(facts_of(record), phrase, common)
     if facts.kind != "character":
         return False
     return not (facts.names | facts.title_nouns) & _text_words(phrase)
