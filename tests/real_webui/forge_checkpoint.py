@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 # Bump when the layout or the initialisation changes, so callers can key their cache on it.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 DEFAULT_NAME = f"pixtention-random-sd15-v{LAYOUT_VERSION}.safetensors"
 
 # (key, shape, init): init is "w" (normal, std 1/sqrt(fan_in)), "0" (zeros), "1" (ones) or a
@@ -190,7 +190,12 @@ def clip_layout(layers: int = 12, width: int = 768, vocab: int = 49408) -> list[
         _linear(out, f"{layer}.mlp.fc1", 4 * width, width)
         _linear(out, f"{layer}.mlp.fc2", width, 4 * width)
         _norm(out, f"{layer}.layer_norm2", width)
-    _norm(out, f"{CLIP}final_layer_norm", width)
+    # The final norm's bias is small and random, as a trained one is, not zeros: with zeros
+    # every token's embedding has a zero mean, and the WebUI's emphasis ("Original": z ·
+    # mean(z) / mean(z · multipliers)) divides zero by zero whenever float rounding makes a
+    # chunk's mean exactly 0 (black images for a long prompt on session 10's machine).
+    out.append((f"{CLIP}final_layer_norm.weight", (width,), "1"))
+    out.append((f"{CLIP}final_layer_norm.bias", (width,), 0.05))
     return out
 
 

@@ -247,6 +247,7 @@ def test_prompt_over_75_tokens(webui, api):
     assert [p["name"] for p in picks] == ["tabbycat"]
     assert "tabby cat" in picks[0]["phrase"]
     assert not any("not in the tokenised prompt" in n for n in on.pixtention().get("notes", []))
+    assert off.images[0].any(), "the WebUI drew a black image without PixTention (NaN?)"
     assert not same(on.images[0], off.images[0])
 
 
