@@ -83,12 +83,9 @@ def character_on_generic(library, prompt: str, picks) -> int:
     """Automatic character picks bound to a phrase that does not name them, a word many of the
     library's adapters hold naming no one."""
     from pixtention.selector.binding import character_on_generic as on_generic
-    from pixtention.selector.binding import too_common
-    from pixtention.selector.candidates import lexical_index
-    from pixtention.selector.triggers import words
+    from pixtention.selector.candidates import common_words
 
-    keywords = lexical_index(library)
-    common = too_common(keywords.doc_freqs(words(prompt)), keywords.n_docs)
+    common = common_words(library, prompt)
     auto = (p for p in picks if p.source == "auto")
     return sum(on_generic(library.find(p.name), p.phrase, common) for p in auto)
 

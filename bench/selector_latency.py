@@ -32,13 +32,11 @@ def forget_prompts(library) -> None:
     """Forget every prompt seen so far: their phrase vectors and the binding's per-prompt word
     runs, words and clauses, so a "cold" prompt pays for all of them (what the library itself holds — its
     vocabulary, its words' document frequencies, its records' binding facts — stays)."""
-    from pixtention.selector import binding
+    from pixtention.selector import prompt_reading
     from pixtention.selector.query import QUERY_CACHE
 
     QUERY_CACHE.clear()
-    per_prompt = (binding._grams, binding._text_words, binding._someone, binding._homes)  # noqa: SLF001
-    for cache in per_prompt:  # a measurement reaches into the binding's caches
-        cache.cache_clear()
+    prompt_reading.forget()
 
 
 def _scaled(records, vectors, size: int, seed: int):

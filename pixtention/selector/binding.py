@@ -39,19 +39,25 @@ still collide ("Earth-chan" for "earth" is caught only by the person rule).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from collections.abc import Sequence
 
 from pixtention.selector.adapter_facts import FREE_WORDS, Facts, era_of, facts_of
 from pixtention.selector.phrases import is_boilerplate
-from pixtention.selector.triggers import contains_item, prompt_pieces, words
+from pixtention.selector.prompt_reading import (
+    content_words,
+    handles_a_thing,
+    has_anyone,
+    has_someone,
+    head_word,
+    holds,
+    homes,
+    text_words,
+)
 from pixtention.selector.wordlists import (
     ADULT_TAGS,
-    BODY_WORDS,
     CLOTHING_WORDS,
     FEMALE_WORDS,
-    FIGURE_WORDS,
     GENERIC_WORDS,
     MALE_WORDS,
     PERSON_NOUNS,
@@ -60,8 +66,6 @@ from pixtention.selector.wordlists import (
 
 GLOBAL_KINDS = frozenset(("style", "hub"))
 
-# Words a phrase and a title share without being about the same thing.
-_BARE_PEOPLE = FIGURE_WORDS | {"person", "people", "lady"}
 _VAGUE_WORDS = frozenset(("style", "styles", "art", "concept", "lora", "version", "effect"))
 
 # An automatic pick whose title does not name its phrase must resemble that phrase alone this
@@ -88,44 +92,12 @@ PHRASE_FLOOR = 0.48
 COMMON_SHARE = 0.006
 COMMON_MIN = 25
 
-# Words that put someone in a prompt besides person nouns: a portrait, someone wearing a thing.
-_SOMEONE = frozenset(("portrait", "selfie", "wearing", "wears", "wear", "dressed", "worn"))
 _HUB_REQUEST = re.compile(
     r"\b(?:add|more|extra|enhanced?|increased?)\s+(?:\w+\s+)?details?\b"
     r"|\bdetail\s*(?:tweaker|enhancer|slider)|\bdetailer\b|\btweaker\b|\benhancer\b"
     r"|\bnoise\s*offset\b",
     re.IGNORECASE,
 )
-
-
-@functools.lru_cache(maxsize=512)
-def _text_words(text: str) -> frozenset[str]:
-    return frozenset(words(text))
-
-
-_MAX_GRAM = 6  # trigger items are short: longer ones are looked for piece by piece
-
-
-@functools.lru_cache(maxsize=64)
-def _grams(prompt: str) -> tuple[frozenset[tuple[str, ...]], tuple[tuple[str, ...], ...]]:
-    """Every run of up to ``_MAX_GRAM`` words inside one piece of the prompt, and the pieces:
-    select() asks each of up to a hundred candidates whether the prompt holds its items."""
-    pieces = tuple(prompt_pieces(prompt))
-    runs = {
-        piece[i : i + n]
-        for piece in pieces
-        for i in range(len(piece))
-        for n in range(1, min(_MAX_GRAM, len(piece) - i) + 1)
-    }
-    return frozenset(runs), pieces
-
-
-def _holds(prompt: str, item: tuple[str, ...]) -> bool:
-    """Whether the item's words appear together, in order, inside one piece of the prompt."""
-    runs, pieces = _grams(prompt)
-    if len(item) <= _MAX_GRAM:
-        return item in runs
-    return contains_item(pieces, " ".join(item))
 
 
 def name_words(record) -> frozenset[str]:
@@ -144,7 +116,7 @@ def _triggered(facts: Facts, prompt: str) -> frozenset[str]:
     its own ("knightarmor", not "sitting"); for a character only a token-like one (its
     "blonde hair" is anyone's)."""
     for item in facts.askable:
-        if _holds(prompt, item):
+        if holds(prompt, item):
             return frozenset(item)
     return frozenset()
 
@@ -152,12 +124,12 @@ def _triggered(facts: Facts, prompt: str) -> frozenset[str]:
 def _asked_distinctly(facts: Facts, prompt: str) -> bool:
     """The prompt holds one of its distinctive trigger items whole ("bubble tea challenge",
     "ohwx"), not one any prompt may hold ("car", "crossed legs")."""
-    return any(_holds(prompt, item) for item in facts.distinct)
+    return any(holds(prompt, item) for item in facts.distinct)
 
 
 def _named(facts: Facts, prompt: str) -> frozenset[str]:
     """The adapter's name words the prompt holds, else a trigger item's (:func:`_triggered`)."""
-    return facts.names & _text_words(prompt) or _triggered(facts, prompt)
+    return facts.names & text_words(prompt) or _triggered(facts, prompt)
 
 
 def adult_unasked(record, prompt: str, applied: bool = True) -> bool:
@@ -171,7 +143,7 @@ def adult_unasked(record, prompt: str, applied: bool = True) -> bool:
 
 
 def _adult_unasked(facts: Facts, prompt: str, applied: bool = True) -> bool:
-    if not facts.adult or ADULT_TAGS & _text_words(prompt):
+    if not facts.adult or ADULT_TAGS & text_words(prompt):
         return False
     if facts.kind == "character" or not applied:
         return not _named(facts, prompt)
@@ -205,15 +177,15 @@ def _naming(facts: Facts, prompt: str, common: frozenset[str]) -> Facts:
     if not dropped or facts.kind != "character":
         return facts
     for pair in facts.name_pairs:
-        if _holds(prompt, pair):
+        if holds(prompt, pair):
             dropped -= set(pair)
     return dataclasses.replace(facts, names=facts.names - dropped) if dropped else facts
 
 
 def _name_row(facts: Facts, phrases: Sequence[str], best_row: int) -> int | None:
-    if best_row >= 0 and (facts.names | facts.title_nouns) & _text_words(phrases[best_row]):
+    if best_row >= 0 and (facts.names | facts.title_nouns) & text_words(phrases[best_row]):
         return best_row
-    hits = [len(facts.names & _text_words(p)) for p in phrases]
+    hits = [len(facts.names & text_words(p)) for p in phrases]
     return hits.index(max(hits)) if hits and max(hits) > 0 else None
 
 
@@ -265,15 +237,15 @@ def _bind_by_kind(
     if kind == "character" and named and named <= facts.series and not named & facts.title_nouns:
         return None  # its series is no one: "gold coins" are not Aderet, "zelda" is not Link
     text = phrases[best_row] if best_row >= 0 else ""
-    phrase = _text_words(text)
+    phrase = text_words(text)
     asked = (named and kind == "character") or _asked_distinctly(facts, prompt)
     if facts.people and not asked and not PERSON_NOUNS & phrase:
         return None  # "Village girl" would paint a person where "a village" is
-    everyone = _text_words(prompt)
-    if not asked and (facts.posed or kind == "clothing") and not _someone(prompt):
+    everyone = text_words(prompt)
+    if not asked and (facts.posed or kind == "clothing") and not has_someone(prompt):
         return None  # a pose or an outfit adds someone to a scene without people ("a ship")
     drawn = facts.bodily or facts.figures and kind in ("concept", "object")
-    if not asked and drawn and not _anyone(prompt):
+    if not asked and drawn and not has_anyone(prompt):
         return None  # it draws someone: "Anime Slime" (tagged "slime girl") into "a slime monster"
     if not asked and facts.meme:
         return None  # a meme is asked for by name
@@ -284,7 +256,7 @@ def _bind_by_kind(
         return None  # "Roman Armor" for "sci-fi armor"
     if kind == "character":
         row = _name_row(facts, phrases, best_row)
-        if row is None or plain or facts.title_nouns & _text_words(phrases[row]):
+        if row is None or plain or facts.title_nouns & text_words(phrases[row]):
             return row
         return None  # named, yet its description is about someone else ("Lisa" ≠ Mona Lisa)
     if kind == "clothing" and not (asked or (PERSON_NOUNS | CLOTHING_WORDS) & phrase):
@@ -293,32 +265,11 @@ def _bind_by_kind(
         return None
     if kind == "style" and not (_names_a_look(facts, prompt, phrases) or STYLE_WORDS & phrase):
         return None  # "a forest" asks for no fantasy-forest art style, "the sea" no underwater one
-    if kind == "background" and not asked and _handled(text):
+    if kind == "background" and not asked and handles_a_thing(text):
         return None  # "reading a newspaper" holds a thing in hand, not a newspaper-wall setting
     if kind != "style" and not (plain or _title_says(facts, text)):
         return None  # a marginal score, and its title names another thing than the phrase
     return best_row
-
-
-_CLAUSE_END = re.compile(r"[,;|\n，、；]")
-_FROM = re.compile(r"^(?P<who>.+?)\s+from\s+(?P<where>.+)$", re.IGNORECASE)
-_QUALIFIED = re.compile(r"^(?P<who>[^()]+?)\s*\\?\((?P<where>[^():]+?)\\?\)$")
-
-
-@functools.lru_cache(maxsize=64)
-def _homes(prompt: str) -> tuple[tuple[frozenset[str] | None, frozenset[str]], ...]:
-    """Each clause of the prompt as (who, where) when it places someone ("gojo satoru from
-    jujutsu kaisen", "semiramis \\(fate\\)"), else (None, its words): parsed once per prompt,
-    asked by every character it names."""
-    clauses = []
-    for clause in _CLAUSE_END.split(prompt):
-        text = clause.strip()
-        found = _FROM.match(text) or _QUALIFIED.match(text)
-        if found is None:
-            clauses.append((None, frozenset(words(text))))
-        else:
-            clauses.append((frozenset(words(found["who"])), frozenset(words(found["where"]))))
-    return tuple(clauses)
 
 
 def _named_for_someone_else(facts: Facts, prompt: str) -> bool:
@@ -329,7 +280,7 @@ def _named_for_someone_else(facts: Facts, prompt: str) -> bool:
     "satoru gojo", "sxf_loid_forger" for "yor forger")."""
     tagged = {w for tag in facts.whole for w in tag.split()}
     elsewhere, outside = False, set()
-    for who, where in _homes(prompt):
+    for who, where in homes(prompt):
         if who is None:
             outside |= where
             continue
@@ -343,34 +294,6 @@ def _named_for_someone_else(facts: Facts, prompt: str) -> bool:
     return elsewhere and not facts.names & outside
 
 
-@functools.lru_cache(maxsize=64)
-def _someone(prompt: str) -> bool:
-    """The prompt has a person in it ("a girl sitting", "a warrior woman"), not only a thing
-    named after one ("a pirate ship", "a witch hat"), or someone wearing something."""
-    for piece in _grams(prompt)[1]:
-        if _SOMEONE.intersection(piece):
-            return True
-        for i, word in enumerate(piece):
-            after = piece[i + 1] if i + 1 < len(piece) else None
-            if word in PERSON_NOUNS and (
-                after is None
-                or after in PERSON_NOUNS
-                or after in FREE_WORDS
-                or after.endswith("ing")
-            ):
-                return True
-    return False
-
-
-_PERSON_CUES = CLOTHING_WORDS | BODY_WORDS
-
-
-def _anyone(prompt: str) -> bool:
-    """Someone is in the prompt, said or implied: a person, or what only a person has or wears
-    ("smile, sitting, sleeveless" with its "1girl" left out)."""
-    return _someone(prompt) or bool(_PERSON_CUES & _text_words(prompt))
-
-
 def _other_gender(gender: str, prompt_words: frozenset[str]) -> bool:
     """The prompt's people are all of the gender the adapter's title and tags do not say."""
     if not gender:
@@ -379,56 +302,21 @@ def _other_gender(gender: str, prompt_words: frozenset[str]) -> bool:
     return bool(other & prompt_words) and not same & prompt_words
 
 
-def _content_words(phrase: str) -> list[str]:
-    """A phrase's words that can carry a concept, in order."""
-    return [w for w in words(phrase) if w not in FREE_WORDS and len(w) > 2]
-
-
-def _head(phrase: str) -> str | None:
-    """A phrase's head word: its last content word that is not an -ing verb nor a bare person
-    word ("fire" of "breathing fire", "warrior" of "a warrior woman"); None when none."""
-    content = _content_words(phrase)
-    for w in reversed(content):
-        if not w.endswith("ing") and w not in _BARE_PEOPLE:
-            return w
-    return content[-1] if content else None
-
-
 def _title_says(facts: Facts, phrase: str) -> bool:
     """Whether the adapter's title or file name holds its phrase's head word, whole or inside
     a compound ("sunset" in "SunsetScenery", "detail" in "details"), not only as part of
     another thing's name (:func:`_part_of_a_name`), and its tags, triggers or description say
     it too when it has a description: a title may be a pun ("Salted Fish map materials" are
     RPG map tiles)."""
-    head = _head(phrase)
+    head = head_word(phrase)
     if head is None or head in _VAGUE_WORDS:
         return False
     said = any(head in o or (len(o) > 3 and o in head) for o in facts.own)
-    if not said or _part_of_a_name(facts, head, _text_words(phrase)):
+    if not said or _part_of_a_name(facts, head, text_words(phrase)):
         return False
     if facts.described is None:
         return True  # nothing but a title to go by ("EX micro shorts", tagged "clothing")
     return head[:5] in facts.described  # "photography" is said by "foodphoto"
-
-
-_PLACE_WORDS = frozenset(
-    ("in", "on", "at", "under", "inside", "through", "by", "near", "behind", "beside", "over")
-)
-_DETERMINERS = frozenset(("a", "an", "the", "his", "her", "their", "my", "some", "two"))
-
-
-def _handled(phrase: str) -> bool:
-    """A verb, a determiner and its object ("reading a newspaper", "holding her sword"): a
-    thing someone handles, not a place a background could fill ("standing by a wall" and "a
-    living room" are places)."""
-    ws = words(phrase)
-    verb = next((i for i, w in enumerate(ws) if w.endswith("ing")), None)
-    return (
-        verb is not None
-        and verb + 2 < len(ws)
-        and ws[verb + 1] in _DETERMINERS
-        and not _PLACE_WORDS & set(ws)
-    )
 
 
 def _part_of_a_name(facts: Facts, head: str, phrase: frozenset[str]) -> bool:
@@ -458,12 +346,12 @@ def _names_a_look(facts: Facts, prompt: str, phrases: Sequence[str]) -> bool:
         return True
     names = facts.names | _triggered(facts, prompt)
     for phrase in phrases:
-        found = names & _text_words(phrase)
+        found = names & text_words(phrase)
         if not found:
             continue
-        content = _content_words(phrase)
+        content = content_words(phrase)
         head = content[-1] if content else None
-        if STYLE_WORDS & _text_words(phrase) or found - {head} or set(content) <= found:
+        if STYLE_WORDS & text_words(phrase) or found - {head} or set(content) <= found:
             return True
         if not STYLE_WORDS & facts.own:
             return True
@@ -491,4 +379,4 @@ def character_on_generic(record, phrase: str, common: frozenset[str] = frozenset
     facts = _naming(facts_of(record), phrase, common)
     if facts.kind != "character":
         return False
-    return not (facts.names | facts.title_nouns) & _text_words(phrase)
+    return not (facts.names | facts.title_nouns) & text_words(phrase)

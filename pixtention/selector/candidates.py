@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from pixtention.selector import retrieval
+from pixtention.selector import binding, retrieval
 from pixtention.selector.lexical import LexicalIndex
 from pixtention.selector.probe import ClusterIndex, probe
 from pixtention.selector.prompt import ParsedPrompt
 from pixtention.selector.query import Query, embed_query
+from pixtention.selector.triggers import words
 
 LEXICAL_CANDIDATES = 256  # keyword top hits scored besides the probed clusters' adapters
 LEXICAL_POOL = 1024  # keyword hits given a lexical score (the rest of the library counts 0)
@@ -59,6 +60,13 @@ def library_stats(library) -> LibraryStats:
 def lexical_index(library) -> LexicalIndex:
     """The library's keyword index (full text), opened once per library object."""
     return library_stats(library).lexical
+
+
+def common_words(library, prompt: str) -> frozenset[str]:
+    """The prompt's words too common in the library to name a character alone
+    (:func:`~pixtention.selector.binding.too_common`), from the keyword index's counts."""
+    keywords = lexical_index(library)
+    return binding.too_common(keywords.doc_freqs(words(prompt)), keywords.n_docs)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,12 @@ from pixtention.curator.records import AdapterRecord
 from pixtention.library.base_model import parse_hint
 from pixtention.library.info import BASE_FAMILIES
 from pixtention.selector import binding, retrieval
-from pixtention.selector.candidates import Scored, Search, lexical_index  # noqa: F401 (public here)
+from pixtention.selector.candidates import (  # noqa: F401 (lexical_index is public here)
+    Scored,
+    Search,
+    common_words,
+    lexical_index,
+)
 from pixtention.selector.phrases import is_boilerplate
 from pixtention.selector.picks import Alternate, Evidence, FieldMatch, Pick, Suggestion
 from pixtention.selector.probe import DEFAULT_BUDGET
@@ -300,8 +305,7 @@ def _auto_picks(
     records = library.records
     texts, prompt = [p.text for p in query.phrases], query.parsed.prompt
     judge = threshold > 0  # 0 or below: a plain ranking, no abstention and no kind rules
-    keywords = lexical_index(library)
-    common = binding.too_common(keywords.doc_freqs(words(prompt)), keywords.n_docs)
+    common = common_words(library, prompt)
     per: dict[int, int] = {}
     claimed: list[frozenset[str]] = []  # names the chosen characters answer to
     chosen: list[tuple[int, int]] = []  # (scored row, phrase row)
